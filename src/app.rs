@@ -1,0 +1,227 @@
+//! Wiring: shared state, the router, first-run set-up, and serving.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::PeerIpKeyExtractor;
+use tower_http::cors::CorsLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::crypto::aead::Sealer;
+use crate::crypto::master::MasterKey;
+use crate::crypto::signing::KeyRing;
+use crate::identity::{self, password};
+use crate::oauth::{self, error::OAuthError};
+use crate::store::Store;
+use crate::web::{self, csrf::FormSigner};
+use crate::workspace::{self, DEFAULT_WORKSPACE, Role, mcp_url};
+
+/// Everything a request handler may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub keys: Arc<KeyRing>,
+    pub sealer: Arc<Sealer>,
+    pub forms: FormSigner,
+    pub clock: SharedClock,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::crypto::signing::KeyRingError),
+    #[error("cannot listen on {0}: {1} (is another server using this port? choose another with --listen)")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("first-run set-up failed: {0}")]
+    Bootstrap(String),
+}
+
+/// What the first start on an empty database created, to be printed once.
+#[derive(Debug, Clone)]
+pub struct FirstRun {
+    pub admin_email: String,
+    pub admin_password: String,
+}
+
+pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@gatehouse.local";
+
+/// Opens storage (migrating it) and the master key. Shared by `serve` and every CLI command.
+pub async fn open(settings: &Settings) -> Result<(Store, Sealer, FormSigner), StartError> {
+    if settings.database_url.is_none() || !settings.data_dir.exists() {
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| StartError::DataDir(settings.data_dir.display().to_string(), e))?;
+    }
+    let store = Store::connect(settings.database_url.as_deref(), &settings.data_dir).await?;
+    store.migrate().await?;
+    let (master, created) = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
+    if created {
+        tracing::warn!(
+            path = %settings.data_dir.join(crate::crypto::master::KEY_FILE_NAME).display(),
+            "created a new master key; back it up: without it the signing keys and vault cannot be read"
+        );
+    }
+    let sealer = Sealer::new(&master)?;
+    let forms = FormSigner::new(&master.derive("form signing"));
+    Ok((store, sealer, forms))
+}
+
+impl AppState {
+    pub async fn build(settings: Settings, clock: SharedClock) -> Result<(Self, Option<FirstRun>), StartError> {
+        let (store, sealer, forms) = open(&settings).await?;
+        let keys = KeyRing::load_or_create(&store, &sealer, settings.signing_alg, clock.now()).await?;
+        let first_run = bootstrap(&store, &clock).await?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            store,
+            keys: Arc::new(keys),
+            sealer: Arc::new(sealer),
+            forms,
+            clock,
+        };
+        Ok((state, first_run))
+    }
+
+    pub fn mcp_url(&self, slug: &str) -> String {
+        mcp_url(&self.settings.public_url, slug)
+    }
+}
+
+/// On an empty database: the `default` workspace and an admin who owns it.
+async fn bootstrap(store: &Store, clock: &SharedClock) -> Result<Option<FirstRun>, StartError> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let fail = |e: &dyn std::fmt::Display| StartError::Bootstrap(e.to_string());
+    let ws = match store.workspace_by_slug(DEFAULT_WORKSPACE).await? {
+        Some(ws) => ws,
+        None => workspace::create(store, clock.as_ref(), DEFAULT_WORKSPACE, Some("Default")).await.map_err(|e| fail(&e))?,
+    };
+    let admin_password = password::generate()?;
+    let admin = identity::create_user(store, clock.as_ref(), BOOTSTRAP_ADMIN_EMAIL, &admin_password, true)
+        .await
+        .map_err(|e| fail(&e))?;
+    workspace::add_member(store, clock.as_ref(), &ws.id, &admin.id, Role::Owner).await?;
+    Ok(Some(FirstRun { admin_email: admin.email, admin_password }))
+}
+
+pub fn router(state: AppState) -> Router {
+    let per_minute = state.settings.registrations_per_minute;
+    let register_limit = GovernorConfigBuilder::default()
+        .period(Duration::from_millis(60_000 / u64::from(per_minute).max(1)))
+        .burst_size(per_minute)
+        .key_extractor(PeerIpKeyExtractor)
+        .finish()
+        .map(|config| {
+            GovernorLayer::new(config).error_handler(|_| {
+                axum::response::IntoResponse::into_response(
+                    OAuthError::invalid_request("too many registrations from this address; wait a minute and retry")
+                        .with_status(axum::http::StatusCode::TOO_MANY_REQUESTS),
+                )
+            })
+        });
+
+    // Endpoints that browser-based MCP clients call cross-origin. No cookies are involved.
+    let mut oauth_api = Router::new()
+        .route("/.well-known/oauth-authorization-server", get(oauth::metadata::authorization_server))
+        .route("/jwks.json", get(oauth::metadata::jwks))
+        .route("/token", post(oauth::token::token))
+        .route("/revoke", post(oauth::revoke::revoke))
+        .route("/introspect", post(oauth::introspect::introspect));
+    let register = Router::new().route("/register", post(oauth::register::register));
+    oauth_api = match register_limit {
+        Some(limit) => oauth_api.merge(register.layer(limit)),
+        None => oauth_api.merge(register),
+    };
+    let oauth_api = oauth_api.layer(CorsLayer::permissive().allow_credentials(false));
+
+    let pages = Router::new()
+        .route("/", get(identity::login::home))
+        .route("/login", get(identity::login::login_page).post(identity::login::login_submit))
+        .route("/logout", post(identity::login::logout))
+        .route("/authorize", get(oauth::authorize::authorize))
+        .route("/authorize/consent", post(oauth::authorize::consent))
+        .route("/static/style.css", get(web::stylesheet));
+
+    Router::new()
+        .merge(oauth_api)
+        .merge(pages)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .layer(axum::middleware::from_fn(web::security_headers))
+        .layer(RequestBodyLimitLayer::new(256 * 1024))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
+}
+
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+/// A bound, running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub first_run: Option<FirstRun>,
+    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds the listener first (so port 0 works and the public URL can follow the real port),
+/// then builds the state and serves in a background task.
+pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given: bool) -> Result<Running, StartError> {
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| StartError::Listen(settings.listen, e))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Listen(settings.listen, e))?;
+    if !public_url_given {
+        settings.public_url = format!("http://{addr}");
+    }
+    let (state, first_run) = AppState::build(settings, clock).await?;
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });
+    Ok(Running { addr, state, first_run, handle })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,279 @@
+//! Settings: `gatehouse.toml` (if present), then `GATEHOUSE_*` environment variables, then flags.
+//! Unknown keys are refused and every check names the setting, where it came from, and the fix.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::signing::SigningAlg;
+
+pub const DEFAULT_CONFIG_FILE: &str = "gatehouse.toml";
+
+/// Settings as written by the operator (before checks).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSettings {
+    pub listen: String,
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub master_key: Option<String>,
+    pub signing_alg: String,
+    pub access_token_ttl: String,
+    pub refresh_token_ttl: String,
+    pub registrations_per_minute: u32,
+    pub log: String,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        RawSettings {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            data_dir: PathBuf::from("./gatehouse-data"),
+            database_url: None,
+            master_key: None,
+            signing_alg: "RS256".into(),
+            access_token_ttl: "15m".into(),
+            refresh_token_ttl: "30d".into(),
+            registrations_per_minute: 20,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Settings given as command-line flags; only those present override.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+/// Checked settings, ready to use.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// The issuer and base of every URL we publish; never ends with `/`.
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub master_key: Option<String>,
+    pub signing_alg: SigningAlg,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub registrations_per_minute: u32,
+    pub log: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
+            .field("signing_alg", &self.signing_alg)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads file, environment and flags, in that order of precedence (flags win).
+    pub fn load(config_file: Option<&Path>, flags: &FlagSettings) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+        match config_file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+        }
+        let figment = figment
+            .merge(
+                Env::prefixed("GATEHOUSE_")
+                    // Variables that are not settings: the config file's path, and test-only knobs.
+                    .filter(|k| k.as_str() != "config" && !k.as_str().starts_with("test_")),
+            )
+            .merge(Serialized::globals(flags));
+        let raw: RawSettings = figment.extract().map_err(|e| ConfigError(describe_figment_error(e)))?;
+        Self::check(raw, &figment)
+    }
+
+    fn check(raw: RawSettings, figment: &Figment) -> Result<Self, ConfigError> {
+        let bad = |key: &str, why: String| {
+            let source = figment
+                .find_metadata(key)
+                .map(|m| match &m.source {
+                    Some(src) => format!(" (from {} {src})", m.name),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            ConfigError(format!("setting `{key}`{source}: {why}"))
+        };
+        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+            bad("listen", format!("`{}` is not an address:port such as 127.0.0.1:8080", raw.listen))
+        })?;
+        let public_url = match &raw.public_url {
+            Some(url) => normalize_public_url(url).map_err(|why| bad("public_url", why))?,
+            None => format!("http://{listen}"),
+        };
+        let signing_alg = raw.signing_alg.parse::<SigningAlg>().map_err(|why| bad("signing_alg", why))?;
+        let access_token_ttl = parse_duration(&raw.access_token_ttl).map_err(|why| bad("access_token_ttl", why))?;
+        if !(60..=86_400).contains(&access_token_ttl) {
+            return Err(bad("access_token_ttl", "must be between 1m and 24h".into()));
+        }
+        let refresh_token_ttl = parse_duration(&raw.refresh_token_ttl).map_err(|why| bad("refresh_token_ttl", why))?;
+        if !(3_600..=366 * 86_400).contains(&refresh_token_ttl) {
+            return Err(bad("refresh_token_ttl", "must be between 1h and 366d".into()));
+        }
+        if raw.registrations_per_minute == 0 {
+            return Err(bad("registrations_per_minute", "must be at least 1".into()));
+        }
+        if let Some(url) = &raw.database_url {
+            let known = ["postgres://", "postgresql://", "sqlite:"];
+            if !known.iter().any(|p| url.starts_with(p)) {
+                return Err(bad(
+                    "database_url",
+                    "must start with postgres:// (or leave it unset for SQLite in the data directory)".into(),
+                ));
+            }
+        }
+        Ok(Settings {
+            listen,
+            public_url,
+            data_dir: raw.data_dir,
+            database_url: raw.database_url,
+            master_key: raw.master_key,
+            signing_alg,
+            access_token_ttl,
+            refresh_token_ttl,
+            registrations_per_minute: raw.registrations_per_minute,
+            log: raw.log,
+        })
+    }
+
+    /// Whether cookies can carry the `Secure` attribute (the public URL is https).
+    pub fn is_https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+fn describe_figment_error(e: figment::Error) -> String {
+    let mut out = Vec::new();
+    for err in e {
+        let source = match (&err.metadata, err.path.first()) {
+            (Some(m), _) => match &m.source {
+                Some(src) => format!(" in {} {src}", m.name),
+                None => format!(" in {}", m.name),
+            },
+            _ => String::new(),
+        };
+        out.push(format!("invalid settings{source}: {}", err.kind));
+    }
+    out.join("\n")
+}
+
+/// Checks a public URL and strips a trailing slash, so the issuer is stable byte for byte.
+pub fn normalize_public_url(input: &str) -> Result<String, String> {
+    let url = url::Url::parse(input).map_err(|e| format!("`{input}` is not a URL ({e})"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("`{input}` must start with https:// (or http:// for local use)"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{input}` must not carry credentials, a query or a fragment"));
+    }
+    let text = url.as_str().trim_end_matches('/').to_owned();
+    Ok(text)
+}
+
+/// Parses `90d`, `12h`, `15m`, `30s` (or bare seconds) into seconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90d, 12h, 15m or 30s"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("`{text}` is not a duration such as 90d, 12h, 15m or 30s")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too long"))
+}
+
+/// A database URL with any password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d"), Ok(90 * 86_400));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("42"), Ok(42));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3y").is_err());
+    }
+
+    #[test]
+    fn public_url_is_normalised_and_checked() {
+        assert_eq!(normalize_public_url("https://Gate.Example.com/").unwrap(), "https://gate.example.com");
+        assert_eq!(normalize_public_url("https://x.example/base/").unwrap(), "https://x.example/base");
+        assert!(normalize_public_url("ftp://x").is_err());
+        assert!(normalize_public_url("https://x/?a=b").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        std::fs::write(&path, "listne = \"127.0.0.1:1\"\n").unwrap();
+        let err = Settings::load(Some(&path), &FlagSettings::default()).unwrap_err().to_string();
+        assert!(err.contains("listne"), "{err}");
+        assert!(err.contains("g.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        std::fs::write(&path, "listen = \"nowhere\"\n").unwrap();
+        let err = Settings::load(Some(&path), &FlagSettings::default()).unwrap_err().to_string();
+        assert!(err.contains("setting `listen`") && err.contains("g.toml"), "{err}");
+        let flags = FlagSettings { listen: Some("127.0.0.1:9999".into()), ..Default::default() };
+        let s = Settings::load(Some(&path), &flags).unwrap();
+        assert_eq!(s.public_url, "http://127.0.0.1:9999");
+    }
+}

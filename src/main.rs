@@ -1,0 +1,301 @@
+//! The `gatehouse` command: argument parsing and wiring only; the work lives in the library.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use gatehouse::app::{self, AppState};
+use gatehouse::clock::{Clock, SystemClock};
+use gatehouse::config::{FlagSettings, Settings, parse_duration};
+use gatehouse::store::Store;
+use gatehouse::workspace::{self, Role};
+use gatehouse::{identity, oauth};
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "OAuth 2.1 in front of MCP servers")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings every command accepts; they override gatehouse.toml and GATEHOUSE_* variables.
+#[derive(Args)]
+struct Global {
+    /// Settings file (default: ./gatehouse.toml if present) [env: GATEHOUSE_CONFIG]
+    #[arg(long, global = true, env = "GATEHOUSE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080; env: GATEHOUSE_LISTEN]
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// URL clients use to reach this server: the OAuth issuer [default: http://<listen>; env: GATEHOUSE_PUBLIC_URL]
+    #[arg(long, global = true)]
+    public_url: Option<String>,
+    /// Directory for the SQLite database and master key [default: ./gatehouse-data; env: GATEHOUSE_DATA_DIR]
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// postgres:// URL to use PostgreSQL instead of SQLite [env: GATEHOUSE_DATABASE_URL]
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (creates the database, keys and an admin account on first run).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage people.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage workspaces and their members.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Machine tokens for headless use.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// OAuth clients created by an operator.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a local account (prints a generated password unless --password-stdin).
+    Add {
+        email: String,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (prints a generated one unless --password-stdin).
+    Passwd {
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Create a workspace.
+    Add {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Manage members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Add a person to a workspace (or change their role).
+    Add {
+        slug: String,
+        email: String,
+        #[arg(long, default_value = "member")]
+        role: Role,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a machine token and print it once.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        scope: String,
+        /// Lifetime such as 90d, 12h (at most 365d).
+        #[arg(long, default_value = "90d")]
+        expires: String,
+        #[arg(long, default_value = "machine token")]
+        name: String,
+    },
+    /// Revoke a machine token by id.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Create a confidential client_credentials client bound to a workspace; prints its secret once.
+    Add {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "mcp:read mcp:tools")]
+        scope: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let flags = FlagSettings {
+        listen: cli.global.listen.clone(),
+        public_url: cli.global.public_url.clone(),
+        data_dir: cli.global.data_dir.clone(),
+        database_url: cli.global.database_url.clone(),
+    };
+    let settings = match Settings::load(cli.global.config.as_deref(), &flags) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings.log);
+    match run(cli.command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    match command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let (store, _, _) = app::open(&settings).await?;
+            println!("migrations applied ({})", store.backend_name());
+            Ok(())
+        }
+        Command::User(cmd) => {
+            let (store, _, _) = app::open(&settings).await?;
+            match cmd {
+                UserCommand::Add { email, admin, password_stdin } => {
+                    let (password, generated) = password_from(password_stdin)?;
+                    let user = identity::create_user(&store, &clock, &email, &password, admin).await?;
+                    println!("created {}{}", user.email, if admin { " (admin)" } else { "" });
+                    if generated {
+                        println!("password: {password}  (shown once)");
+                    }
+                }
+                UserCommand::Passwd { email, password_stdin } => {
+                    let (password, generated) = password_from(password_stdin)?;
+                    identity::password::check_strength(&password).map_err(anyhow::Error::msg)?;
+                    let user = find_user(&store, &email).await?;
+                    let hash = identity::password::hash_async(password.clone()).await?;
+                    store.set_password_hash(&user.id, &hash).await?;
+                    println!("password changed for {}", user.email);
+                    if generated {
+                        println!("password: {password}  (shown once)");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Workspace(cmd) => {
+            let (store, _, _) = app::open(&settings).await?;
+            match cmd {
+                WorkspaceCommand::Add { slug, name } => {
+                    let ws = workspace::create(&store, &clock, &slug, name.as_deref()).await?;
+                    println!("created workspace {}; MCP URL: {}", ws.slug, workspace::mcp_url(&settings.public_url, &ws.slug));
+                }
+                WorkspaceCommand::Member(MemberCommand::Add { slug, email, role }) => {
+                    let ws = find_workspace(&store, &slug).await?;
+                    let user = find_user(&store, &email).await?;
+                    workspace::add_member(&store, &clock, &ws.id, &user.id, role).await?;
+                    println!("{} is now {} of {}", user.email, role.as_str(), ws.slug);
+                }
+            }
+            Ok(())
+        }
+        Command::Token(cmd) => {
+            let (store, _, _) = app::open(&settings).await?;
+            match cmd {
+                TokenCommand::Create { workspace, scope, expires, name } => {
+                    let ttl = parse_duration(&expires).map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
+                    let (token, row) = oauth::machine::create(&store, &clock, &workspace, &scope, ttl, &name).await?;
+                    eprintln!("machine token {} for {} ({}), expires in {}d; shown once:", row.id, workspace, row.scope, ttl / 86_400);
+                    println!("{token}");
+                }
+                TokenCommand::Revoke { id } => {
+                    if store.revoke_machine_token(&id, clock.now()).await? {
+                        println!("revoked {id}");
+                    } else {
+                        anyhow::bail!("no live machine token with id {id}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Client(ClientCommand::Add { workspace, name, scope }) => {
+            let (store, _, _) = app::open(&settings).await?;
+            let (client_id, secret) = oauth::register::create_machine_client(&store, &clock, &workspace, &name, &scope).await?;
+            println!("client_id: {client_id}");
+            println!("client_secret: {secret}  (shown once)");
+            Ok(())
+        }
+    }
+}
+
+async fn find_user(store: &Store, email: &str) -> anyhow::Result<gatehouse::store::UserRow> {
+    let email = identity::normalize_email(email).map_err(anyhow::Error::msg)?;
+    store
+        .user_by_email(&email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user {email}; create one with `gatehouse user add {email}`"))
+}
+
+async fn find_workspace(store: &Store, slug: &str) -> anyhow::Result<gatehouse::store::WorkspaceRow> {
+    store
+        .workspace_by_slug(slug)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no workspace `{slug}`; create it with `gatehouse workspace add {slug}`"))
+}
+
+/// The password from stdin's first line, or a generated one.
+fn password_from(stdin: bool) -> anyhow::Result<(String, bool)> {
+    if !stdin {
+        return Ok((identity::password::generate()?, true));
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("type the password and press Enter:");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    Ok((password, false))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if !settings.is_https() {
+        tracing::warn!(public_url = %settings.public_url, "the public URL is http: fine on this machine, but put https in front before anyone else connects");
+    }
+    let running = app::start(settings, Arc::new(SystemClock), true).await?;
+    print_banner(&running.state, running.first_run.as_ref());
+    running.handle.await??;
+    running.state.store.close().await;
+    Ok(())
+}
+
+fn print_banner(state: &AppState, first_run: Option<&app::FirstRun>) {
+    let url = &state.settings.public_url;
+    println!("Gatehouse is running at {url}");
+    println!("  MCP URL (paste into your MCP client): {}", state.mcp_url(workspace::DEFAULT_WORKSPACE));
+    println!("  Sign in:                              {url}/login");
+    if let Some(first) = first_run {
+        println!("  Admin account:  {}", first.admin_email);
+        println!("  Password:       {}   (shown only this once; change it with `gatehouse user passwd {}`)", first.admin_password, first.admin_email);
+    }
+}

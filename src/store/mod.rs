@@ -1,0 +1,158 @@
+//! Storage: one set of SQL statements run on SQLite or PostgreSQL.
+//!
+//! Every statement is written once with `$N` placeholders (SQLite accepts them too);
+//! [`with_pool!`] expands a block once per backend so query methods never branch by hand.
+
+mod clients;
+mod codes;
+mod grants;
+mod keys;
+mod machine_tokens;
+mod sessions;
+mod users;
+mod workspaces;
+
+pub use clients::{ClientRow, NewClient};
+pub use codes::{CodeRedemption, CodeRow, NewCode};
+pub use grants::{GrantRow, NewRefreshToken, RefreshOutcome};
+pub use keys::SigningKeyRow;
+pub use machine_tokens::MachineTokenRow;
+pub use sessions::SessionRow;
+pub use users::UserRow;
+pub use workspaces::{MembershipRow, WorkspaceRow};
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+/// Errors from the storage layer. Callers map them to responses; details stay in logs.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+}
+
+impl StoreError {
+    /// Turns a unique-constraint violation into [`StoreError::Conflict`].
+    fn conflict_on_unique(err: sqlx::Error, what: &'static str) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone, Debug)]
+pub enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the concrete pool of whichever backend is in use.
+/// The body is the same text for both backends, so the SQL is written once.
+macro_rules! with_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            $crate::store::Pool::Sqlite($p) => $body,
+            $crate::store::Pool::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Opens the database named by `database_url` (PostgreSQL), or the SQLite file
+    /// `gatehouse.db` inside `data_dir` when no URL is given.
+    pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Self> {
+        match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::BadUrl(format!("{e}")))?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                Ok(Store { pool: Pool::Postgres(pool) })
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::BadUrl(format!("{e}")))?
+                    .create_if_missing(true);
+                Self::open_sqlite(options).await
+            }
+            Some(other) => Err(StoreError::BadUrl(format!(
+                "`{}` is neither postgres:// nor sqlite:",
+                other.split(':').next().unwrap_or_default()
+            ))),
+            None => {
+                let options = SqliteConnectOptions::new()
+                    .filename(data_dir.join("gatehouse.db"))
+                    .create_if_missing(true);
+                Self::open_sqlite(options).await
+            }
+        }
+    }
+
+    async fn open_sqlite(options: SqliteConnectOptions) -> StoreResult<Self> {
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(Store { pool: Pool::Sqlite(pool) })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies any migrations not yet applied. Safe to call on every start.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
+            Pool::Postgres(p) => POSTGRES_MIGRATOR.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> StoreResult<()> {
+        with_pool!(&self.pool, p => sqlx::query("SELECT 1").execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(&self.pool, p => p.close().await)
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
