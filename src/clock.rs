@@ -33,6 +33,10 @@ impl ManualClock {
         ManualClock(AtomicI64::new(SystemClock.now()))
     }
 
+    pub fn now_secs(&self) -> i64 {
+        self.now()
+    }
+
     pub fn advance(&self, secs: i64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }

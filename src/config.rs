@@ -92,6 +92,12 @@ impl std::fmt::Debug for Settings {
 pub struct ConfigError(String);
 
 impl Settings {
+    /// The defaults, with the given data directory and database: for embedding and tests.
+    pub fn defaults(data_dir: PathBuf, database_url: Option<String>) -> Result<Self, ConfigError> {
+        let raw = RawSettings { data_dir, database_url, ..RawSettings::default() };
+        Self::check(raw, &Figment::new())
+    }
+
     /// Reads file, environment and flags, in that order of precedence (flags win).
     pub fn load(config_file: Option<&Path>, flags: &FlagSettings) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));

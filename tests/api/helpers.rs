@@ -1,0 +1,270 @@
+//! `spawn_app()`: a real server on 127.0.0.1:0 with a fresh database and a manual clock,
+//! and a cookie-keeping browser for the login and consent pages.
+
+use std::sync::Arc;
+
+use gatehouse::app::{self, AppState};
+use gatehouse::clock::ManualClock;
+use gatehouse::config::Settings;
+use gatehouse::crypto::sha256_b64url;
+use gatehouse::workspace::{self, Role};
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const VERIFIER: &str = "a-very-long-pkce-code-verifier-with-enough-entropy-0123456789";
+pub const REDIRECT: &str = "http://127.0.0.1:4567/callback";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one test body on each backend: `both_backends!(name, |app| async move { ... });`
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
+                ($body)(app).await;
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    /// A client that follows no redirects and keeps no cookies (an OAuth client).
+    pub http: reqwest::Client,
+    pub backend: Backend,
+    _dir: tempfile::TempDir,
+}
+
+static PG_SWEEP: OnceCell<()> = OnceCell::const_new();
+
+fn pg_admin_url() -> String {
+    std::env::var("GATEHOUSE_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "PostgreSQL tests need GATEHOUSE_TEST_DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres \
+             (scripts/test sets it)"
+        )
+    })
+}
+
+/// A fresh PostgreSQL database for one test. Databases left by earlier runs are swept first.
+async fn fresh_pg_database() -> String {
+    use sqlx::Connection;
+    let admin = pg_admin_url();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to GATEHOUSE_TEST_DATABASE_URL");
+    PG_SWEEP
+        .get_or_init(|| async {
+            let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect");
+            let old: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'gh_test_%'")
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_default();
+            for db in old {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))).execute(&mut c).await;
+            }
+        })
+        .await;
+    let name = format!("gh_test_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.expect("create database");
+    let mut url = url::Url::parse(&admin).expect("GATEHOUSE_TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(fresh_pg_database().await),
+        };
+        let mut settings = Settings::defaults(dir.path().to_path_buf(), database_url).expect("settings");
+        settings.listen = "127.0.0.1:0".parse().expect("addr");
+        settings.registrations_per_minute = 1000;
+        let clock = Arc::new(ManualClock::starting_now());
+        let running = app::start(settings, clock.clone(), false).await.expect("server starts");
+        let http = reqwest::Client::builder().redirect(Policy::none()).build().expect("client");
+        TestApp {
+            url: format!("http://{}", running.addr),
+            state: running.state,
+            clock,
+            http,
+            backend,
+            _dir: dir,
+        }
+    }
+
+    pub fn mcp_url(&self, slug: &str) -> String {
+        format!("{}/t/{slug}/mcp", self.url)
+    }
+
+    /// A person with a password who belongs to `workspace` (created if needed).
+    pub async fn member(&self, email: &str, slug: &str) {
+        let store = &self.state.store;
+        let ws = match store.workspace_by_slug(slug).await.unwrap() {
+            Some(ws) => ws,
+            None => workspace::create(store, self.clock.as_ref(), slug, None).await.unwrap(),
+        };
+        let user = match store.user_by_email(email).await.unwrap() {
+            Some(u) => u,
+            None => gatehouse::identity::create_user(store, self.clock.as_ref(), email, PASSWORD, false).await.unwrap(),
+        };
+        workspace::add_member(store, self.clock.as_ref(), &ws.id, &user.id, Role::Member).await.unwrap();
+    }
+
+    pub async fn register(&self, metadata: Value) -> reqwest::Response {
+        self.http.post(format!("{}/register", self.url)).json(&metadata).send().await.unwrap()
+    }
+
+    /// Registers a public client with [`REDIRECT`]; returns its client_id.
+    pub async fn public_client(&self) -> String {
+        let res = self
+            .register(json!({"client_name": "Test client", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}))
+            .await;
+        assert_eq!(res.status(), 201);
+        res.json::<Value>().await.unwrap()["client_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers a confidential client; returns (client_id, client_secret).
+    pub async fn confidential_client(&self) -> (String, String) {
+        let res = self
+            .register(json!({"client_name": "Server app", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}))
+            .await;
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap();
+        (body["client_id"].as_str().unwrap().to_owned(), body["client_secret"].as_str().unwrap().to_owned())
+    }
+
+    pub fn authorize_url(&self, client_id: &str, extra: &[(&str, &str)]) -> String {
+        let challenge = sha256_b64url(VERIFIER.as_bytes());
+        let mut url = url::Url::parse(&format!("{}/authorize", self.url)).unwrap();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", client_id)
+                .append_pair("redirect_uri", REDIRECT)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256")
+                .append_pair("state", "xyz")
+                .append_pair("scope", "mcp:read mcp:tools")
+                .append_pair("resource", &self.mcp_url("default"));
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
+        }
+        url.to_string()
+    }
+
+    pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(format!("{}/token", self.url)).form(form).send().await.unwrap()
+    }
+
+    /// Code exchange for a public client.
+    pub async fn exchange(&self, client_id: &str, code: &str) -> reqwest::Response {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .await
+    }
+
+    /// The whole browser part for `email`: returns the code from the redirect.
+    pub async fn code_for(&self, email: &str, client_id: &str) -> String {
+        let browser = Browser::new(self);
+        browser.login(email, PASSWORD).await;
+        let location = browser.authorize_and_approve(&self.authorize_url(client_id, &[])).await;
+        query_param(&location, "code").expect("a code in the redirect")
+    }
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// Pulls `name="..." value="..."` of every input out of a page (our own templates).
+pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for chunk in html.split("<input").skip(1) {
+        let tag = chunk.split('>').next().unwrap_or_default();
+        let attr = |a: &str| {
+            tag.split(&format!("{a}=\"")).nth(1).and_then(|r| r.split('"').next()).map(|v| v.replace("&#x2f;", "/").replace("&amp;", "&").replace("&quot;", "\"").replace("&#x27;", "'"))
+        };
+        if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
+            out.push((n, v));
+        }
+    }
+    out
+}
+
+/// A person's browser: keeps cookies, follows no redirects by itself.
+pub struct Browser {
+    pub http: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    pub fn new(app: &TestApp) -> Self {
+        let http = reqwest::Client::builder().redirect(Policy::none()).cookie_store(true).build().unwrap();
+        Browser { http, base: app.url.clone() }
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        let page = self.get(&format!("{}/login", self.base)).await.text().await.unwrap();
+        let mut form = hidden_inputs(&page);
+        form.retain(|(k, _)| k != "email");
+        form.push(("email".into(), email.into()));
+        form.push(("password".into(), password.into()));
+        self.http.post(format!("{}/login", self.base)).form(&form).send().await.unwrap()
+    }
+
+    /// GETs /authorize; returns the consent page's fields, or the redirect if none was shown.
+    pub async fn consent_form(&self, authorize_url: &str) -> Result<Vec<(String, String)>, String> {
+        let res = self.get(authorize_url).await;
+        if res.status().is_redirection() {
+            return Err(res.headers()["location"].to_str().unwrap().to_owned());
+        }
+        assert_eq!(res.status(), 200, "consent page");
+        Ok(hidden_inputs(&res.text().await.unwrap()))
+    }
+
+    pub async fn decide(&self, mut form: Vec<(String, String)>, decision: &str) -> reqwest::Response {
+        form.push(("decision".into(), decision.into()));
+        self.http.post(format!("{}/authorize/consent", self.base)).form(&form).send().await.unwrap()
+    }
+
+    /// Follows the flow through consent (approving) to the client's redirect; returns its URL.
+    pub async fn authorize_and_approve(&self, authorize_url: &str) -> String {
+        match self.consent_form(authorize_url).await {
+            Err(location) => location,
+            Ok(form) => {
+                let res = self.decide(form, "approve").await;
+                assert_eq!(res.status(), 303, "approve redirects");
+                res.headers()["location"].to_str().unwrap().to_owned()
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary (link time matters on 2 cores): every test boots a real
+//! server on port 0 with a fresh database, once on SQLite and once on PostgreSQL.
+
+mod helpers;
+
+mod authorize;
+mod flow;
+mod hostile;
+mod register;
+mod storage;
