@@ -113,7 +113,9 @@ async fn bootstrap(store: &Store, clock: &SharedClock) -> Result<Option<FirstRun
     let fail = |e: &dyn std::fmt::Display| StartError::Bootstrap(e.to_string());
     let ws = match store.workspace_by_slug(DEFAULT_WORKSPACE).await? {
         Some(ws) => ws,
-        None => workspace::create(store, clock.as_ref(), DEFAULT_WORKSPACE, Some("Default")).await.map_err(|e| fail(&e))?,
+        None => {
+            workspace::create(store, clock.as_ref(), DEFAULT_WORKSPACE, Some("Default")).await.map_err(|e| fail(&e))?
+        }
     };
     let admin_password = password::generate()?;
     let admin = identity::create_user(store, clock.as_ref(), BOOTSTRAP_ADMIN_EMAIL, &admin_password, true)
@@ -203,7 +205,8 @@ pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given:
     }
     let (state, first_run) = AppState::build(settings, clock).await?;
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let handle = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });
+    let handle =
+        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });
     Ok(Running { addr, state, first_run, handle })
 }
 

@@ -132,9 +132,10 @@ impl Settings {
                 .unwrap_or_default();
             ConfigError(format!("setting `{key}`{source}: {why}"))
         };
-        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
-            bad("listen", format!("`{}` is not an address:port such as 127.0.0.1:8080", raw.listen))
-        })?;
+        let listen: SocketAddr = raw
+            .listen
+            .parse()
+            .map_err(|_| bad("listen", format!("`{}` is not an address:port such as 127.0.0.1:8080", raw.listen)))?;
         let public_url = match &raw.public_url {
             Some(url) => normalize_public_url(url).map_err(|why| bad("public_url", why))?,
             None => format!("http://{listen}"),
@@ -215,9 +216,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         Some(i) => text.split_at(i),
         None => (text, "s"),
     };
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 90d, 12h, 15m or 30s"))?;
+    let n: i64 = digits.parse().map_err(|_| format!("`{text}` is not a duration such as 90d, 12h, 15m or 30s"))?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,

@@ -2,12 +2,12 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::await_holding_lock)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod crypto;
-pub mod store;
-pub mod app;
 pub mod identity;
 pub mod oauth;
+pub mod store;
 pub mod web;
 pub mod workspace;

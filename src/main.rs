@@ -209,7 +209,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             match cmd {
                 WorkspaceCommand::Add { slug, name } => {
                     let ws = workspace::create(&store, &clock, &slug, name.as_deref()).await?;
-                    println!("created workspace {}; MCP URL: {}", ws.slug, workspace::mcp_url(&settings.public_url, &ws.slug));
+                    println!(
+                        "created workspace {}; MCP URL: {}",
+                        ws.slug,
+                        workspace::mcp_url(&settings.public_url, &ws.slug)
+                    );
                 }
                 WorkspaceCommand::Member(MemberCommand::Add { slug, email, role }) => {
                     let ws = find_workspace(&store, &slug).await?;
@@ -226,7 +230,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 TokenCommand::Create { workspace, scope, expires, name } => {
                     let ttl = parse_duration(&expires).map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
                     let (token, row) = oauth::machine::create(&store, &clock, &workspace, &scope, ttl, &name).await?;
-                    eprintln!("machine token {} for {} ({}), expires in {}d; shown once:", row.id, workspace, row.scope, ttl / 86_400);
+                    eprintln!(
+                        "machine token {} for {} ({}), expires in {}d; shown once:",
+                        row.id,
+                        workspace,
+                        row.scope,
+                        ttl / 86_400
+                    );
                     println!("{token}");
                 }
                 TokenCommand::Revoke { id } => {
@@ -241,7 +251,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Client(ClientCommand::Add { workspace, name, scope }) => {
             let (store, _, _) = app::open(&settings).await?;
-            let (client_id, secret) = oauth::register::create_machine_client(&store, &clock, &workspace, &name, &scope).await?;
+            let (client_id, secret) =
+                oauth::register::create_machine_client(&store, &clock, &workspace, &name, &scope).await?;
             println!("client_id: {client_id}");
             println!("client_secret: {secret}  (shown once)");
             Ok(())
@@ -296,6 +307,9 @@ fn print_banner(state: &AppState, first_run: Option<&app::FirstRun>) {
     println!("  Sign in:                              {url}/login");
     if let Some(first) = first_run {
         println!("  Admin account:  {}", first.admin_email);
-        println!("  Password:       {}   (shown only this once; change it with `gatehouse user passwd {}`)", first.admin_password, first.admin_email);
+        println!(
+            "  Password:       {}   (shown only this once; change it with `gatehouse user passwd {}`)",
+            first.admin_password, first.admin_email
+        );
     }
 }

@@ -78,7 +78,12 @@ pub fn slug_from_resource(public_url: &str, resource: &str) -> Option<String> {
     Some(slug.to_owned())
 }
 
-pub async fn create(store: &Store, clock: &dyn Clock, slug: &str, name: Option<&str>) -> Result<WorkspaceRow, CreateError> {
+pub async fn create(
+    store: &Store,
+    clock: &dyn Clock,
+    slug: &str,
+    name: Option<&str>,
+) -> Result<WorkspaceRow, CreateError> {
     validate_slug(slug).map_err(CreateError::Invalid)?;
     let row = WorkspaceRow {
         id: uuid::Uuid::now_v7().to_string(),
@@ -90,7 +95,13 @@ pub async fn create(store: &Store, clock: &dyn Clock, slug: &str, name: Option<&
     Ok(row)
 }
 
-pub async fn add_member(store: &Store, clock: &dyn Clock, workspace_id: &str, user_id: &str, role: Role) -> Result<(), StoreError> {
+pub async fn add_member(
+    store: &Store,
+    clock: &dyn Clock,
+    workspace_id: &str,
+    user_id: &str,
+    role: Role,
+) -> Result<(), StoreError> {
     store
         .upsert_membership(&MembershipRow {
             workspace_id: workspace_id.to_owned(),
@@ -125,7 +136,10 @@ mod tests {
         assert_eq!(slug_from_resource(p, "http://gate.example.com/t/acme/mcp"), None);
         assert_eq!(slug_from_resource(p, "https://gate.example.com/t/acme/mcp//"), None);
         assert_eq!(slug_from_resource(p, "https://gate.example.com/t/a/b/mcp"), None);
-        assert_eq!(slug_from_resource("http://127.0.0.1:8080/base", "http://127.0.0.1:8080/base/t/x/mcp").as_deref(), Some("x"));
+        assert_eq!(
+            slug_from_resource("http://127.0.0.1:8080/base", "http://127.0.0.1:8080/base/t/x/mcp").as_deref(),
+            Some("x")
+        );
     }
 
     #[test]

@@ -38,8 +38,8 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn new(master: &MasterKey) -> Result<Self, CryptoError> {
-        let unbound = UnboundKey::new(&AES_256_GCM, &master.derive("at-rest aes-256-gcm"))
-            .map_err(|_| CryptoError::Encrypt)?;
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, &master.derive("at-rest aes-256-gcm")).map_err(|_| CryptoError::Encrypt)?;
         Ok(Sealer { key: LessSafeKey::new(unbound), kid: master.kid().to_owned() })
     }
 
@@ -74,10 +74,8 @@ impl Sealer {
         }
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Decrypt)?;
         let mut body = sealed.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(slot.aad()), &mut body)
-            .map_err(|_| CryptoError::Decrypt)?;
+        let plain =
+            self.key.open_in_place(nonce, Aad::from(slot.aad()), &mut body).map_err(|_| CryptoError::Decrypt)?;
         Ok(plain.to_vec())
     }
 }

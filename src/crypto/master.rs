@@ -40,10 +40,7 @@ impl MasterKey {
                 .collect::<Result<Vec<u8>, _>>()
                 .ok()
         } else {
-            URL_SAFE_NO_PAD
-                .decode(text.trim_end_matches('='))
-                .ok()
-                .or_else(|| STANDARD.decode(text).ok())
+            URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok().or_else(|| STANDARD.decode(text).ok())
         };
         let bytes: [u8; 32] = decoded.and_then(|v| v.try_into().ok()).ok_or_else(|| {
             CryptoError::MasterKey(

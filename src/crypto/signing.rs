@@ -47,8 +47,8 @@ impl SigningAlg {
         let fail = |what: &str| CryptoError::Key(format!("could not generate a {what} key"));
         match self {
             SigningAlg::RS256 => {
-                let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                    .map_err(|_| fail("RSA"))?;
+                let pair =
+                    aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| fail("RSA"))?;
                 Ok(pair.as_der().map_err(|_| fail("RSA"))?.as_ref().to_vec())
             }
             SigningAlg::ES256 => {
@@ -66,10 +66,7 @@ impl SigningAlg {
     }
 
     fn encoding_key(self, pkcs8: &[u8]) -> Result<EncodingKey, CryptoError> {
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            STANDARD.encode(pkcs8)
-        );
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", STANDARD.encode(pkcs8));
         let key = match self {
             SigningAlg::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
             SigningAlg::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
@@ -152,7 +149,12 @@ pub enum KeyRingError {
 
 impl KeyRing {
     /// Loads the live keys, generating one of `alg` first if none exists.
-    pub async fn load_or_create(store: &Store, sealer: &Sealer, alg: SigningAlg, now: i64) -> Result<Self, KeyRingError> {
+    pub async fn load_or_create(
+        store: &Store,
+        sealer: &Sealer,
+        alg: SigningAlg,
+        now: i64,
+    ) -> Result<Self, KeyRingError> {
         let mut rows = store.active_signing_keys().await?;
         if !rows.iter().any(|r| r.alg == alg.name()) {
             let row = new_key_row(sealer, alg, now)?;
@@ -211,11 +213,9 @@ impl KeyRing {
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
-                _ => VerifyError::Malformed,
-            }
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
+            _ => VerifyError::Malformed,
         })?;
         let claims = data.claims;
         if claims.iss != issuer {

@@ -9,9 +9,9 @@ use super::session::{self, cookie, csrf_cookie_name, read_cookie, session_cookie
 use crate::app::AppState;
 use crate::crypto::{SecretKind, hash_secret, new_secret};
 use crate::oauth::params::FormParams;
+use crate::web::PageError;
 use crate::web::csrf::double_submit_ok;
 use crate::web::pages::{HomePage, LoginPage, WorkspaceLine, render};
-use crate::web::PageError;
 use crate::workspace::mcp_url;
 
 #[derive(Deserialize)]
@@ -22,7 +22,14 @@ pub struct LoginQuery {
 /// Only same-origin paths may follow a login: no `//host`, no `/\host`, no scheme.
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.chars().any(char::is_control) => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.chars().any(char::is_control) =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -49,7 +56,11 @@ fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = String>) ->
     res
 }
 
-pub async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Result<Response, PageError> {
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, PageError> {
     let next = safe_next(q.next.as_deref());
     if session::current(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(next).into_response());
@@ -59,7 +70,11 @@ pub async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query
     Ok(with_cookies(render(&page), set))
 }
 
-pub async fn login_submit(State(state): State<AppState>, headers: HeaderMap, FormParams(form): FormParams) -> Result<Response, PageError> {
+pub async fn login_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    FormParams(form): FormParams,
+) -> Result<Response, PageError> {
     let secure = state.settings.is_https();
     let cookie_token = read_cookie(&headers, csrf_cookie_name(secure));
     if !double_submit_ok(cookie_token.as_deref(), form.get("csrf")) {
@@ -86,7 +101,11 @@ pub async fn login_submit(State(state): State<AppState>, headers: HeaderMap, For
     Ok(with_cookies(Redirect::to(&next).into_response(), [set]))
 }
 
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, FormParams(form): FormParams) -> Result<Response, PageError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    FormParams(form): FormParams,
+) -> Result<Response, PageError> {
     let secure = state.settings.is_https();
     if !double_submit_ok(read_cookie(&headers, csrf_cookie_name(secure)).as_deref(), form.get("csrf")) {
         return Err(PageError::new(StatusCode::FORBIDDEN, "This form has expired", "Reload the page and try again."));
@@ -113,4 +132,3 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     let page = HomePage { email: &signed_in.user.email, csrf: &token, workspaces };
     Ok(with_cookies(render(&page), set))
 }
-

@@ -53,7 +53,8 @@ pub async fn verify_async(password: String, phc: Option<String>) -> bool {
 }
 
 /// A valid Argon2id hash of a random string nobody knows.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$RdescudvJCsgt3ub+b+dWRWJTmaaJObG8RnDJFxPNG8";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$RdescudvJCsgt3ub+b+dWRWJTmaaJObG8RnDJFxPNG8";
 
 /// A readable random password for generated accounts (about 120 bits).
 pub fn generate() -> Result<String, CryptoError> {

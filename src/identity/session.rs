@@ -57,7 +57,11 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Sig
 }
 
 /// Starts a session; returns the `Set-Cookie` value.
-pub async fn start(state: &AppState, user: &UserRow, headers: &HeaderMap) -> Result<String, crate::oauth::error::OAuthError> {
+pub async fn start(
+    state: &AppState,
+    user: &UserRow,
+    headers: &HeaderMap,
+) -> Result<String, crate::oauth::error::OAuthError> {
     let token = new_secret(SecretKind::BrowserSession)?;
     let now = state.clock.now();
     let row = SessionRow {

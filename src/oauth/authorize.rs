@@ -49,7 +49,8 @@ struct Reply<'a> {
 impl Reply<'_> {
     fn to_client(&self, pairs: &[(&str, &str)]) -> Response {
         let Ok(mut url) = Url::parse(self.redirect_uri) else {
-            return PageError::bad_request("Invalid redirect URI", "The app's redirect URI cannot be used.").into_response();
+            return PageError::bad_request("Invalid redirect URI", "The app's redirect URI cannot be used.")
+                .into_response();
         };
         {
             let mut q = url.query_pairs_mut();
@@ -80,10 +81,11 @@ pub async fn authorize(State(state): State<AppState>, headers: HeaderMap, RawQue
 
 async fn authorize_inner(state: &AppState, headers: &HeaderMap, raw_query: &str) -> Result<Response, Response> {
     let page = |title: &str, msg: String| PageError::bad_request(title, msg).into_response();
-    let params = Params::parse(raw_query.as_bytes()).map_err(|e| page("Invalid authorization request", e.description))?;
-    let client_id = params
-        .get("client_id")
-        .ok_or_else(|| page("Invalid authorization request", "The request does not name an app (client_id is missing).".into()))?;
+    let params =
+        Params::parse(raw_query.as_bytes()).map_err(|e| page("Invalid authorization request", e.description))?;
+    let client_id = params.get("client_id").ok_or_else(|| {
+        page("Invalid authorization request", "The request does not name an app (client_id is missing).".into())
+    })?;
     let client = state
         .store
         .client_by_id(client_id)
@@ -95,12 +97,14 @@ async fn authorize_inner(state: &AppState, headers: &HeaderMap, raw_query: &str)
                 "This app is not registered with Gatehouse (it may have been deleted). Remove the server in your MCP client and add it again so it can register afresh.".into(),
             )
         })?;
-    let redirect_uri = choose_redirect(&client, params.get("redirect_uri")).map_err(|msg| page("Invalid redirect URI", msg))?;
+    let redirect_uri =
+        choose_redirect(&client, params.get("redirect_uri")).map_err(|msg| page("Invalid redirect URI", msg))?;
     let reply = Reply { state, redirect_uri: &redirect_uri, client_state: params.get("state") };
 
     let pending = check_request(state, &client, &params, &redirect_uri).map_err(|e| reply.error(e))?;
 
-    let Some(signed_in) = session::current(state, headers).await.map_err(|e| PageError::from(e).into_response())? else {
+    let Some(signed_in) = session::current(state, headers).await.map_err(|e| PageError::from(e).into_response())?
+    else {
         if params.get("prompt").is_some_and(|p| p.split(' ').any(|p| p == "none")) {
             return Err(reply.error(OAuthError::new(ErrorCode::AccessDenied, "login_required")));
         }
@@ -127,7 +131,12 @@ fn choose_redirect(client: &ClientRow, requested: Option<&str>) -> Result<String
 }
 
 /// Checks everything that does not need the person: response type, PKCE, scope, resource.
-fn check_request(state: &AppState, client: &ClientRow, params: &Params, redirect_uri: &str) -> Result<Pending, OAuthError> {
+fn check_request(
+    state: &AppState,
+    client: &ClientRow,
+    params: &Params,
+    redirect_uri: &str,
+) -> Result<Pending, OAuthError> {
     match params.get("response_type") {
         Some("code") => {}
         Some(_) => {
@@ -138,9 +147,9 @@ fn check_request(state: &AppState, client: &ClientRow, params: &Params, redirect
     if params.get("request").is_some() || params.get("request_uri").is_some() {
         return Err(OAuthError::invalid_request("request objects are not supported"));
     }
-    let challenge = params
-        .get("code_challenge")
-        .ok_or_else(|| OAuthError::invalid_request("PKCE is required: send code_challenge with code_challenge_method=S256"))?;
+    let challenge = params.get("code_challenge").ok_or_else(|| {
+        OAuthError::invalid_request("PKCE is required: send code_challenge with code_challenge_method=S256")
+    })?;
     match params.get("code_challenge_method") {
         Some("S256") => {}
         Some(other) => {
@@ -155,10 +164,10 @@ fn check_request(state: &AppState, client: &ClientRow, params: &Params, redirect
         return Err(OAuthError::invalid_request("code_challenge must be a base64url SHA-256 (43 characters)"));
     }
     let scope = ScopeSet::parse_requested(params.get("scope"))?;
-    if let Some(allowed) = &client.scope {
-        if !scope.is_subset_of(&ScopeSet::from_stored(allowed)) {
-            return Err(OAuthError::invalid_scope("the requested scope exceeds what this client registered"));
-        }
+    if let Some(allowed) = &client.scope
+        && !scope.is_subset_of(&ScopeSet::from_stored(allowed))
+    {
+        return Err(OAuthError::invalid_scope("the requested scope exceeds what this client registered"));
     }
     let resource_slug = match params.get("resource") {
         Some(resource) => Some(slug_from_resource(&state.settings.public_url, resource).ok_or_else(|| {
@@ -194,7 +203,8 @@ async fn resolve_workspace(state: &AppState, who: &SignedIn, slug: Option<&str>)
             )),
         };
     };
-    let not_yours = || OAuthError::invalid_target(format!("you are not a member of a workspace `{slug}` on this server"));
+    let not_yours =
+        || OAuthError::invalid_target(format!("you are not a member of a workspace `{slug}` on this server"));
     let ws = state.store.workspace_by_slug(slug).await?.ok_or_else(not_yours)?;
     state.store.membership(&ws.id, &who.user.id).await?.ok_or_else(not_yours)?;
     Ok(ws)
@@ -228,7 +238,8 @@ async fn decide(
         .ok_or_else(|| reply.error(OAuthError::internal("could not sign the consent form")))?;
     let redirect_host = display_host(&pending.redirect_uri);
     let registered: Vec<String> = serde_json::from_str(&client.redirect_uris).unwrap_or_default();
-    let loopback_only = !registered.is_empty() && registered.iter().all(|u| Url::parse(u).is_ok_and(|u| is_loopback(&u)));
+    let loopback_only =
+        !registered.is_empty() && registered.iter().all(|u| Url::parse(u).is_ok_and(|u| is_loopback(&u)));
     let page = ConsentPage {
         client_name: &client.client_name,
         client_id: &client.id,
@@ -265,7 +276,13 @@ fn consent_csp(redirect_uri: &str) -> String {
     )
 }
 
-async fn issue_code(state: &AppState, who: &SignedIn, pending: &Pending, ws: &WorkspaceRow, reply: &Reply<'_>) -> Result<Response, Response> {
+async fn issue_code(
+    state: &AppState,
+    who: &SignedIn,
+    pending: &Pending,
+    ws: &WorkspaceRow,
+    reply: &Reply<'_>,
+) -> Result<Response, Response> {
     let code = issue::authorization_code(
         state,
         &issue::CodeGrant {
@@ -284,7 +301,11 @@ async fn issue_code(state: &AppState, who: &SignedIn, pending: &Pending, ws: &Wo
 }
 
 /// POST /authorize/consent
-pub async fn consent(State(state): State<AppState>, headers: HeaderMap, form: Result<FormParams, OAuthError>) -> Response {
+pub async fn consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<FormParams, OAuthError>,
+) -> Response {
     let expired = || {
         PageError::new(
             StatusCode::BAD_REQUEST,
@@ -320,7 +341,7 @@ pub async fn consent(State(state): State<AppState>, headers: HeaderMap, form: Re
             .client_by_id(&pending.client_id)
             .await
             .map_err(|e| reply.error(e.into()))?
-            .ok_or_else(|| expired())?;
+            .ok_or_else(expired)?;
         let ws = resolve_workspace(&state, &who, pending.resource_slug.as_deref()).await.map_err(|e| reply.error(e))?;
         state
             .store

@@ -33,9 +33,12 @@ fn from_basic(headers: &HeaderMap) -> Result<Option<Presented>, OAuthError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+    let (id, secret) =
+        decoded.split_once(':').ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
     // RFC 6749 §2.3.1: both halves are form-urlencoded before Basic encoding.
-    let unescape = |s: &str| -> String { form_urlencoded::parse(format!("x={s}").as_bytes()).map(|(_, v)| v.into_owned()).next().unwrap_or_default() };
+    let unescape = |s: &str| -> String {
+        form_urlencoded::parse(format!("x={s}").as_bytes()).map(|(_, v)| v.into_owned()).next().unwrap_or_default()
+    };
     Ok(Some(Presented { client_id: unescape(id), secret: Some(unescape(secret)) }))
 }
 
@@ -66,7 +69,9 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params
         (Some(hash), Some(secret)) if secret_matches(secret, hash) => Ok(client),
         (Some(_), Some(_)) => Err(OAuthError::invalid_client("client authentication failed")),
         (Some(_), None) => Err(OAuthError::invalid_client("this client is confidential: send its client_secret")),
-        (None, Some(_)) => Err(OAuthError::invalid_client("this client is public and has no secret: send client_id only")),
+        (None, Some(_)) => {
+            Err(OAuthError::invalid_client("this client is public and has no secret: send client_id only"))
+        }
         (None, None) => Ok(client),
     }
 }

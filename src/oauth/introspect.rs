@@ -14,7 +14,11 @@ use super::params::FormParams;
 use crate::app::AppState;
 use crate::crypto::{SecretKind, hash_secret};
 
-pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, form: Result<FormParams, OAuthError>) -> Response {
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<FormParams, OAuthError>,
+) -> Response {
     let result = async {
         let FormParams(params) = form?;
         let client = authenticate(&state, &headers, &params).await?;

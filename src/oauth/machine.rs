@@ -32,13 +32,16 @@ pub async fn create(
         return Err(MachineTokenError::Invalid("--expires must be between 1m and 365d (one year)".into()));
     }
     if scope.trim().is_empty() {
-        return Err(MachineTokenError::Invalid("--scope must name at least one scope, e.g. \"mcp:read mcp:tools\"".into()));
+        return Err(MachineTokenError::Invalid(
+            "--scope must name at least one scope, e.g. \"mcp:read mcp:tools\"".into(),
+        ));
     }
     let scope = ScopeSet::parse_requested(Some(scope)).map_err(|e| MachineTokenError::Invalid(e.description))?;
-    let ws = store
-        .workspace_by_slug(workspace_slug)
-        .await?
-        .ok_or_else(|| MachineTokenError::Invalid(format!("no workspace `{workspace_slug}`; list them with `gatehouse workspace list`")))?;
+    let ws = store.workspace_by_slug(workspace_slug).await?.ok_or_else(|| {
+        MachineTokenError::Invalid(format!(
+            "no workspace `{workspace_slug}`; list them with `gatehouse workspace list`"
+        ))
+    })?;
     let token = new_secret(SecretKind::MachineToken)?;
     let now = clock.now();
     let row = MachineTokenRow {

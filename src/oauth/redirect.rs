@@ -26,19 +26,16 @@ pub fn validate_registered(uri: &str) -> Result<Url, String> {
         return Err(format!("redirect URI `{}` must not contain credentials", shorten(uri)));
     }
     match url.scheme() {
-        "https" => {
-            if url.host().is_none() {
-                return Err(format!("redirect URI `{}` has no host", shorten(uri)));
-            }
+        "https" if url.host().is_none() => {
+            return Err(format!("redirect URI `{}` has no host", shorten(uri)));
         }
-        "http" => {
-            if !is_loopback(&url) {
-                return Err(format!(
-                    "redirect URI `{}` uses http on a non-loopback host; use https, or http://127.0.0.1 for native apps",
-                    shorten(uri)
-                ));
-            }
+        "http" if !is_loopback(&url) => {
+            return Err(format!(
+                "redirect URI `{}` uses http on a non-loopback host; use https, or http://127.0.0.1 for native apps",
+                shorten(uri)
+            ));
         }
+        "https" | "http" => {}
         scheme if FORBIDDEN_SCHEMES.contains(&scheme) => {
             return Err(format!("redirect URI scheme `{scheme}:` is not allowed"));
         }

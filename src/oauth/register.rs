@@ -57,8 +57,8 @@ pub async fn register(State(state): State<AppState>, req: Request) -> Result<Res
         return Err(OAuthError::invalid_request("registration requests must be application/json"));
     }
     let body = read_capped(req, &(), MAX_REGISTRATION_BYTES).await?;
-    let doc: Map<String, Value> = serde_json::from_slice(&body)
-        .map_err(|e| bad_metadata(format!("the body is not a JSON object: {e}")))?;
+    let doc: Map<String, Value> =
+        serde_json::from_slice(&body).map_err(|e| bad_metadata(format!("the body is not a JSON object: {e}")))?;
     let requested: Requested = serde_json::from_value(Value::Object(doc.clone()))
         .map_err(|e| bad_metadata(format!("a metadata field has the wrong type: {e}")))?;
 
@@ -132,10 +132,11 @@ pub async fn register(State(state): State<AppState>, req: Request) -> Result<Res
             obj.insert("scope".into(), json!(scope));
         }
         for key in INFORMATIONAL_URLS {
-            if let Some(Value::String(u)) = doc.get(*key) {
-                if u.len() <= 2_000 && url::Url::parse(u).is_ok_and(|p| p.scheme() == "https") {
-                    obj.insert((*key).into(), json!(u));
-                }
+            if let Some(Value::String(u)) = doc.get(*key)
+                && u.len() <= 2_000
+                && url::Url::parse(u).is_ok_and(|p| p.scheme() == "https")
+            {
+                obj.insert((*key).into(), json!(u));
             }
         }
         for key in INFORMATIONAL_TEXT {

@@ -12,7 +12,11 @@ use super::params::FormParams;
 use crate::app::AppState;
 use crate::crypto::{SecretKind, hash_secret};
 
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, form: Result<FormParams, OAuthError>) -> Response {
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<FormParams, OAuthError>,
+) -> Response {
     let result = async {
         let FormParams(params) = form?;
         let client = authenticate(&state, &headers, &params).await?;
@@ -34,10 +38,10 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, form: Res
                 .filter(|c| c.client_id == client.id)
                 .and_then(|c| c.gid)
         };
-        if let Some(gid) = grant_id {
-            if state.store.revoke_grant(&gid, now, "revoked by the client").await? {
-                tracing::info!(grant = %gid, client_id = %client.id, "grant revoked by its client");
-            }
+        if let Some(gid) = grant_id
+            && state.store.revoke_grant(&gid, now, "revoked by the client").await?
+        {
+            tracing::info!(grant = %gid, client_id = %client.id, "grant revoked by its client");
         }
         Ok::<_, OAuthError>(())
     }

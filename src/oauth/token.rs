@@ -4,18 +4,22 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
+use super::REFRESH_REUSE_GRACE_SECS;
 use super::client_auth::authenticate;
 use super::error::{ErrorCode, OAuthError};
 use super::issue::{self, AccessGrant, TokenResponse};
 use super::params::{FormParams, Params};
 use super::scope::ScopeSet;
-use super::REFRESH_REUSE_GRACE_SECS;
 use crate::app::AppState;
 use crate::crypto::{constant_time_eq, hash_secret, sha256_b64url};
 use crate::store::{ClientRow, CodeRedemption, GrantRow, RefreshOutcome, WorkspaceRow};
 use crate::workspace::slug_from_resource;
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, form: Result<FormParams, OAuthError>) -> Response {
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<FormParams, OAuthError>,
+) -> Response {
     let result = async {
         let FormParams(params) = form?;
         let grant_type = params.require("grant_type")?.to_owned();
@@ -58,7 +62,11 @@ fn valid_verifier(v: &str) -> bool {
     (43..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
-async fn authorization_code(state: &AppState, client: &ClientRow, params: &Params) -> Result<TokenResponse, OAuthError> {
+async fn authorization_code(
+    state: &AppState,
+    client: &ClientRow,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
     let code = params.require("code")?;
     let verifier = params
         .get("code_verifier")
@@ -73,7 +81,9 @@ async fn authorization_code(state: &AppState, client: &ClientRow, params: &Param
                 state.store.revoke_grant(&gid, now, "authorization code replayed").await?;
                 tracing::warn!(grant = %gid, client_id = %client.id, "authorization code replayed; revoked what it issued");
             }
-            return Err(OAuthError::invalid_grant("this authorization code was already used; the tokens it issued are revoked"));
+            return Err(OAuthError::invalid_grant(
+                "this authorization code was already used; the tokens it issued are revoked",
+            ));
         }
         CodeRedemption::Unknown => return Err(OAuthError::invalid_grant("unknown authorization code")),
     };
@@ -114,10 +124,22 @@ async fn authorization_code(state: &AppState, client: &ClientRow, params: &Param
     let audience = state.mcp_url(&ws.slug);
     let (access_token, expires_in) = issue::access_token(
         state,
-        &AccessGrant { subject: &found.user_id, audience: &audience, client_id: &client.id, scope: &grant.scope, grant_id: Some(&grant.id) },
+        &AccessGrant {
+            subject: &found.user_id,
+            audience: &audience,
+            client_id: &client.id,
+            scope: &grant.scope,
+            grant_id: Some(&grant.id),
+        },
     )?;
     tracing::info!(client_id = %client.id, grant = %grant.id, workspace = %ws.slug, "authorization code exchanged");
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope: grant.scope, refresh_token: Some(refresh) })
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        scope: grant.scope,
+        refresh_token: Some(refresh),
+    })
 }
 
 async fn refresh(state: &AppState, client: &ClientRow, params: &Params) -> Result<TokenResponse, OAuthError> {
@@ -129,19 +151,20 @@ async fn refresh(state: &AppState, client: &ClientRow, params: &Params) -> Resul
         Some(s) => Some(ScopeSet::parse_requested(Some(s))?),
         None => None,
     };
-    if requested_scope.is_some() || params.get("resource").is_some() {
-        if let Some((grant, scope, _)) = state.store.grant_of_refresh_token(&token_hash, now).await? {
-            if let Some(req) = &requested_scope {
-                if !req.is_subset_of(&ScopeSet::from_stored(&scope)) {
-                    return Err(OAuthError::invalid_scope("a refresh may narrow the scope, never widen it"));
-                }
-            }
-            check_resource(state, params, &workspace(state, &grant.workspace_id).await?)?;
+    if (requested_scope.is_some() || params.get("resource").is_some())
+        && let Some((grant, scope, _)) = state.store.grant_of_refresh_token(&token_hash, now).await?
+    {
+        if let Some(req) = &requested_scope
+            && !req.is_subset_of(&ScopeSet::from_stored(&scope))
+        {
+            return Err(OAuthError::invalid_scope("a refresh may narrow the scope, never widen it"));
         }
+        check_resource(state, params, &workspace(state, &grant.workspace_id).await?)?;
     }
     let (new_token, new_row) = issue::refresh_token(state, "", "")?;
     let (grant, granted_scope) =
-        match state.store.rotate_refresh_token(&token_hash, &client.id, now, REFRESH_REUSE_GRACE_SECS, &new_row).await? {
+        match state.store.rotate_refresh_token(&token_hash, &client.id, now, REFRESH_REUSE_GRACE_SECS, &new_row).await?
+        {
             RefreshOutcome::Rotated { grant, old_scope } => (grant, old_scope),
             RefreshOutcome::Reused { revoked } => {
                 if revoked {
@@ -161,13 +184,23 @@ async fn refresh(state: &AppState, client: &ClientRow, params: &Params) -> Resul
     let subject = grant.user_id.clone().unwrap_or_else(|| client.id.clone());
     let (access_token, expires_in) = issue::access_token(
         state,
-        &AccessGrant { subject: &subject, audience: &audience, client_id: &client.id, scope: &scope, grant_id: Some(&grant.id) },
+        &AccessGrant {
+            subject: &subject,
+            audience: &audience,
+            client_id: &client.id,
+            scope: &scope,
+            grant_id: Some(&grant.id),
+        },
     )?;
     state.store.touch_client(&client.id, now).await?;
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: Some(new_token) })
 }
 
-async fn client_credentials(state: &AppState, client: &ClientRow, params: &Params) -> Result<TokenResponse, OAuthError> {
+async fn client_credentials(
+    state: &AppState,
+    client: &ClientRow,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
     let allowed: Vec<String> = serde_json::from_str(&client.grant_types).unwrap_or_default();
     let (Some(ws_id), Some(_), true) =
         (&client.workspace_id, &client.secret_hash, allowed.iter().any(|g| g == "client_credentials"))

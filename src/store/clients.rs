@@ -60,18 +60,31 @@ impl Store {
     }
 
     pub async fn clients_in_workspace(&self, workspace_id: &str) -> StoreResult<Vec<ClientRow>> {
-        let sql = concat!("SELECT ", client_columns!(), " FROM oauth_clients WHERE workspace_id = $1 ORDER BY created_at");
+        let sql =
+            concat!("SELECT ", client_columns!(), " FROM oauth_clients WHERE workspace_id = $1 ORDER BY created_at");
         Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, ClientRow>(sql).bind(workspace_id).fetch_all(p).await)?)
     }
 
     /// Remembered consent: the scope string the user approved for this client and workspace.
-    pub async fn consented_scope(&self, user_id: &str, client_id: &str, workspace_id: &str) -> StoreResult<Option<String>> {
+    pub async fn consented_scope(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        workspace_id: &str,
+    ) -> StoreResult<Option<String>> {
         Ok(with_pool!(self.pool(), p => sqlx::query_scalar::<_, String>(
             "SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2 AND workspace_id = $3",
         ).bind(user_id).bind(client_id).bind(workspace_id).fetch_optional(p).await)?)
     }
 
-    pub async fn remember_consent(&self, user_id: &str, client_id: &str, workspace_id: &str, scope: &str, now: i64) -> StoreResult<()> {
+    pub async fn remember_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        workspace_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()> {
         with_pool!(self.pool(), p => sqlx::query(
             "INSERT INTO consents (user_id, client_id, workspace_id, scope, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (user_id, client_id, workspace_id) DO UPDATE SET scope = excluded.scope, created_at = excluded.created_at",

@@ -24,7 +24,9 @@ pub enum CodeRedemption {
     /// First presentation: the code is now consumed and its details returned.
     Fresh(CodeRow),
     /// The code was consumed before; whatever it issued must be revoked.
-    Replayed { grant_id: Option<String> },
+    Replayed {
+        grant_id: Option<String>,
+    },
     Unknown,
 }
 
@@ -49,7 +51,10 @@ impl Store {
     /// Consumes the code (whatever happens next, it cannot be used again) or reports a replay,
     /// marking it so that a grant still being issued from it is refused.
     pub async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
-        let sql = concat!("UPDATE authorization_codes SET consumed_at = $1 WHERE code_hash = $2 AND consumed_at IS NULL RETURNING ", code_columns!());
+        let sql = concat!(
+            "UPDATE authorization_codes SET consumed_at = $1 WHERE code_hash = $2 AND consumed_at IS NULL RETURNING ",
+            code_columns!()
+        );
         let fresh = with_pool!(self.pool(), p => sqlx::query_as::<_, CodeRow>(sql).bind(now).bind(code_hash).fetch_optional(p).await)?;
         if let Some(code) = fresh {
             return Ok(CodeRedemption::Fresh(code));

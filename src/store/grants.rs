@@ -33,7 +33,7 @@ pub struct NewRefreshToken {
 #[derive(Debug)]
 pub enum RefreshOutcome {
     /// Rotated: the old token is spent and `new` is stored in the same transaction.
-    Rotated { grant: GrantRow, old_scope: String },
+    Rotated { grant: Box<GrantRow>, old_scope: String },
     /// Presented again after use. `revoked` is true when this revoked the family.
     Reused { revoked: bool },
     /// Unknown, expired, issued to another client, or its grant is revoked.
@@ -148,12 +148,18 @@ impl Store {
             insert_refresh!(&mut *tx, &new);
             sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2").bind(now).bind(&grant.id).execute(&mut *tx).await?;
             tx.commit().await?;
-            Ok(RefreshOutcome::Rotated { grant, old_scope: spent.scope })
+            Ok(RefreshOutcome::Rotated { grant: Box::new(grant), old_scope: spent.scope })
         })
     }
 
     /// Explains why a refresh token was not rotated, revoking the family on reuse.
-    async fn refresh_failure(&self, token_hash: &str, client_id: &str, now: i64, grace_secs: i64) -> StoreResult<RefreshOutcome> {
+    async fn refresh_failure(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: i64,
+        grace_secs: i64,
+    ) -> StoreResult<RefreshOutcome> {
         let state = with_pool!(self.pool(), p => sqlx::query_as::<_, TokenState>(
             "SELECT t.grant_id, t.used_at FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
              WHERE t.token_hash = $1 AND g.client_id = $2",
@@ -171,9 +177,17 @@ impl Store {
     }
 
     /// The grant a live refresh token belongs to (for introspection and revocation).
-    pub async fn grant_of_refresh_token(&self, token_hash: &str, now: i64) -> StoreResult<Option<(GrantRow, String, i64)>> {
+    pub async fn grant_of_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<(GrantRow, String, i64)>> {
         #[derive(sqlx::FromRow)]
-        struct Live { grant_id: String, scope: String, expires_at: i64 }
+        struct Live {
+            grant_id: String,
+            scope: String,
+            expires_at: i64,
+        }
         let live = with_pool!(self.pool(), p => sqlx::query_as::<_, Live>(
             "SELECT grant_id, scope, expires_at FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
         ).bind(token_hash).bind(now).fetch_optional(p).await)?;
@@ -205,4 +219,3 @@ impl Store {
         Ok(done)
     }
 }
-

@@ -35,12 +35,20 @@ impl Store {
 
     pub async fn machine_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<MachineTokenRow>> {
         let sql = concat!("SELECT ", machine_token_columns!(), " FROM machine_tokens WHERE token_hash = $1");
-        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, MachineTokenRow>(sql).bind(token_hash).fetch_optional(p).await)?)
+        Ok(
+            with_pool!(self.pool(), p => sqlx::query_as::<_, MachineTokenRow>(sql).bind(token_hash).fetch_optional(p).await)?,
+        )
     }
 
     pub async fn machine_tokens_in_workspace(&self, workspace_id: &str) -> StoreResult<Vec<MachineTokenRow>> {
-        let sql = concat!("SELECT ", machine_token_columns!(), " FROM machine_tokens WHERE workspace_id = $1 ORDER BY created_at");
-        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, MachineTokenRow>(sql).bind(workspace_id).fetch_all(p).await)?)
+        let sql = concat!(
+            "SELECT ",
+            machine_token_columns!(),
+            " FROM machine_tokens WHERE workspace_id = $1 ORDER BY created_at"
+        );
+        Ok(
+            with_pool!(self.pool(), p => sqlx::query_as::<_, MachineTokenRow>(sql).bind(workspace_id).fetch_all(p).await)?,
+        )
     }
 
     /// Revokes by id; returns false when no live token had that id.

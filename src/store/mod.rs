@@ -85,8 +85,7 @@ impl Store {
     pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Self> {
         match database_url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                let options = PgConnectOptions::from_str(url)
-                    .map_err(|e| StoreError::BadUrl(format!("{e}")))?;
+                let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(format!("{e}")))?;
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
@@ -105,9 +104,8 @@ impl Store {
                 other.split(':').next().unwrap_or_default()
             ))),
             None => {
-                let options = SqliteConnectOptions::new()
-                    .filename(data_dir.join("gatehouse.db"))
-                    .create_if_missing(true);
+                let options =
+                    SqliteConnectOptions::new().filename(data_dir.join("gatehouse.db")).create_if_missing(true);
                 Self::open_sqlite(options).await
             }
         }
@@ -119,10 +117,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         Ok(Store { pool: Pool::Sqlite(pool) })
     }
 

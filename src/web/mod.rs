@@ -49,7 +49,11 @@ impl PageError {
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error while rendering a page");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server could not finish this request. Try again in a moment.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The server could not finish this request. Try again in a moment.",
+        )
     }
 }
 
