@@ -133,6 +133,20 @@ pub fn router(state: AppState) -> Router {
         .key_extractor(PeerIpKeyExtractor)
         .finish()
         .map(|config| {
+            let config = Arc::new(config);
+            // Keep the per-address table bounded: every minute, forget addresses idle long
+            // enough to have refilled their quota, until the router is dropped.
+            let weak = Arc::downgrade(&config);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    match weak.upgrade() {
+                        Some(config) => config.limiter().retain_recent(),
+                        None => break,
+                    }
+                }
+            });
             GovernorLayer::new(config).error_handler(|_| {
                 axum::response::IntoResponse::into_response(
                     OAuthError::invalid_request("too many registrations from this address; wait a minute and retry")

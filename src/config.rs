@@ -113,8 +113,9 @@ impl Settings {
         let figment = figment
             .merge(
                 Env::prefixed("GATEHOUSE_")
-                    // Variables that are not settings: the config file's path, and test-only knobs.
-                    .filter(|k| k.as_str() != "config" && !k.as_str().starts_with("test_")),
+                    // Variables that are not settings: the config file's path, and the test
+                    // harness's own (GATEHOUSE_BIN, GATEHOUSE_TEST_*). Any other unknown one is refused.
+                    .filter(|k| !matches!(k.as_str(), "config" | "bin") && !k.as_str().starts_with("test_")),
             )
             .merge(Serialized::globals(flags));
         let raw: RawSettings = figment.extract().map_err(|e| ConfigError(describe_figment_error(e)))?;
@@ -126,6 +127,7 @@ impl Settings {
             let source = figment
                 .find_metadata(key)
                 .map(|m| match &m.source {
+                    _ if m.name.contains("environment") => format!(" (from GATEHOUSE_{})", key.to_uppercase()),
                     Some(src) => format!(" (from {} {src})", m.name),
                     None => format!(" (from {})", m.name),
                 })
@@ -260,25 +262,56 @@ mod tests {
         assert!(normalize_public_url("https://x/?a=b").is_err());
     }
 
+    // Tests that read the environment run inside figment's Jail, which serialises them and
+    // gives each a scratch working directory.
     #[test]
     fn unknown_keys_in_the_file_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.toml");
-        std::fs::write(&path, "listne = \"127.0.0.1:1\"\n").unwrap();
-        let err = Settings::load(Some(&path), &FlagSettings::default()).unwrap_err().to_string();
-        assert!(err.contains("listne"), "{err}");
-        assert!(err.contains("g.toml"), "{err}");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("g.toml", "listne = \"127.0.0.1:1\"\n")?;
+            let err = Settings::load(Some(Path::new("g.toml")), &FlagSettings::default()).unwrap_err().to_string();
+            assert!(err.contains("listne"), "{err}");
+            assert!(err.contains("g.toml"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]
-    fn bad_values_name_the_setting_and_flags_win() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.toml");
-        std::fs::write(&path, "listen = \"nowhere\"\n").unwrap();
-        let err = Settings::load(Some(&path), &FlagSettings::default()).unwrap_err().to_string();
-        assert!(err.contains("setting `listen`") && err.contains("g.toml"), "{err}");
-        let flags = FlagSettings { listen: Some("127.0.0.1:9999".into()), ..Default::default() };
-        let s = Settings::load(Some(&path), &flags).unwrap();
-        assert_eq!(s.public_url, "http://127.0.0.1:9999");
+    fn unknown_environment_variables_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEHOUSE_PUBLIK_URL", "https://x.example");
+            jail.set_env("GATEHOUSE_TEST_DATABASE_URL", "postgres://ignored");
+            let err = Settings::load(None, &FlagSettings::default()).unwrap_err().to_string();
+            assert!(err.contains("publik_url"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn precedence_is_file_then_environment_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gatehouse.toml", "listen = \"127.0.0.1:1111\"\nsigning_alg = \"ES256\"\n")?;
+            let s = Settings::load(None, &FlagSettings::default()).unwrap();
+            assert_eq!(s.listen.port(), 1111);
+            assert_eq!(s.signing_alg, SigningAlg::ES256);
+            jail.set_env("GATEHOUSE_LISTEN", "127.0.0.1:2222");
+            assert_eq!(Settings::load(None, &FlagSettings::default()).unwrap().listen.port(), 2222);
+            let flags = FlagSettings { listen: Some("127.0.0.1:3333".into()), ..Default::default() };
+            let s = Settings::load(None, &flags).unwrap();
+            assert_eq!(s.public_url, "http://127.0.0.1:3333");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_where_it_came_from() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("g.toml", "listen = \"nowhere\"\n")?;
+            let err = Settings::load(Some(Path::new("g.toml")), &FlagSettings::default()).unwrap_err().to_string();
+            assert!(err.contains("setting `listen`") && err.contains("g.toml"), "{err}");
+            jail.set_env("GATEHOUSE_ACCESS_TOKEN_TTL", "forever");
+            let err = Settings::load(None, &FlagSettings::default()).unwrap_err().to_string();
+            assert!(err.contains("access_token_ttl") && err.contains("GATEHOUSE_ACCESS_TOKEN_TTL"), "{err}");
+            Ok(())
+        });
     }
 }
