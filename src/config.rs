@@ -115,7 +115,11 @@ impl Settings {
                 Env::prefixed("GATEHOUSE_")
                     // Variables that are not settings: the config file's path, and the test
                     // harness's own (GATEHOUSE_BIN, GATEHOUSE_TEST_*). Any other unknown one is refused.
-                    .filter(|k| !matches!(k.as_str(), "config" | "bin") && !k.as_str().starts_with("test_")),
+                    // Keys reach this filter as written (upper case): compare without case.
+                    .filter(|k| {
+                        let k = k.as_str().to_ascii_lowercase();
+                        !matches!(k.as_str(), "config" | "bin") && !k.starts_with("test_")
+                    }),
             )
             .merge(Serialized::globals(flags));
         let raw: RawSettings = figment.extract().map_err(|e| ConfigError(describe_figment_error(e)))?;
@@ -278,8 +282,12 @@ mod tests {
     #[test]
     fn unknown_environment_variables_are_named() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("GATEHOUSE_PUBLIK_URL", "https://x.example");
+            // The harness's own variables and the config file's path are not settings.
             jail.set_env("GATEHOUSE_TEST_DATABASE_URL", "postgres://ignored");
+            jail.set_env("GATEHOUSE_BIN", "/usr/bin/gatehouse");
+            jail.set_env("GATEHOUSE_CONFIG", "elsewhere.toml");
+            assert!(Settings::load(None, &FlagSettings::default()).is_ok());
+            jail.set_env("GATEHOUSE_PUBLIK_URL", "https://x.example");
             let err = Settings::load(None, &FlagSettings::default()).unwrap_err().to_string();
             assert!(err.contains("publik_url"), "{err}");
             Ok(())

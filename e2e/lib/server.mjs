@@ -36,10 +36,18 @@ export async function freePort() {
   return port;
 }
 
+// The environment for gatehouse processes: ours minus every GATEHOUSE_* variable, so that the
+// server is configured by our flags alone (and because gatehouse rejects unknown GATEHOUSE_*
+// names such as GATEHOUSE_BIN or GATEHOUSE_TEST_DATABASE_URL as invalid settings).
+function gatehouseEnv(extra = {}) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_')));
+  return { ...env, ...extra };
+}
+
 /** Runs a command to completion; rejects with its output on a non-zero exit or timeout. */
-export function run(cmd, args, { input, env, timeoutMs = CLI_TIMEOUT_MS } = {}) {
+export function run(cmd, args, { input, env = process.env, timeoutMs = CLI_TIMEOUT_MS } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -76,7 +84,7 @@ async function dropPgDatabase(name) {
 
 /**
  * @param {{backend?: 'sqlite'|'postgres'}} opts
- * @returns {Promise<{url:string, issuer:string, mcpUrl:string, otherMcpUrl:string, dataDir:string,
+ * @returns {Promise<{url:string, issuer:string, mcpUrl:string, otherMcpUrl:string, dataDir:string, databaseUrl:string|null,
  *   email:string, password:string, logs:()=>string, cli:(args:string[], input?:string)=>Promise<any>,
  *   stop:()=>Promise<void>}>}
  */
@@ -110,14 +118,14 @@ export async function startGatehouse({ backend = 'sqlite' } = {}) {
     child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--public-url', url, ...settings], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // Plain logs: no colour codes in what we print on failure.
-      env: { ...process.env, NO_COLOR: '1', RUST_LOG_STYLE: 'never' },
+      env: gatehouseEnv({ NO_COLOR: '1', RUST_LOG_STYLE: 'never' }),
     });
     child.stdout.on('data', (d) => (logs += d));
     child.stderr.on('data', (d) => (logs += d));
     const exitedEarly = new Promise((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig)));
     await waitReady(`${url}/readyz`, exitedEarly, () => logs);
 
-    const cli = (args, input) => run(bin, [...args, ...settings], { input });
+    const cli = (args, input) => run(bin, [...args, ...settings], { input, env: gatehouseEnv() });
     const email = 'alice@example.com';
     const password = `pw-${randomBytes(12).toString('hex')}`;
     await cli(['user', 'add', email, '--password-stdin'], `${password}\n`);
@@ -130,6 +138,7 @@ export async function startGatehouse({ backend = 'sqlite' } = {}) {
       mcpUrl: `${url}/t/default/mcp`,
       otherMcpUrl: `${url}/t/other/mcp`,
       dataDir,
+      databaseUrl: pg?.url ?? null,
       backend,
       email,
       password,
@@ -174,8 +183,13 @@ export function withLogs(getServer, fn) {
       await fn(t);
     } catch (e) {
       const gh = getServer();
-      if (gh) t.diagnostic(`--- gatehouse output (${gh.backend}) ---\n${gh.logs().split('\n').slice(-150).join('\n')}`);
+      if (gh) diagnostics(t, `--- gatehouse output (${gh.backend}) ---\n${gh.logs().split('\n').slice(-150).join('\n')}`);
       throw e;
     }
   };
+}
+
+/** t.diagnostic() one line at a time: TAP diagnostics are single lines (else \n shows escaped). */
+export function diagnostics(t, text) {
+  for (const line of text.replace(/\n$/, '').split('\n')) t.diagnostic(line);
 }

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { backends, freePort, startGatehouse, withLogs } from '../lib/server.mjs';
+import { backends, diagnostics, freePort, startGatehouse, withLogs } from '../lib/server.mjs';
 import { Browser, authorizeInBrowser } from '../lib/browser.mjs';
 import { register } from '../lib/oauth.mjs';
 
@@ -32,6 +32,7 @@ for (const backend of backends()) {
       if (outDir) await rm(outDir, { recursive: true, force: true });
     });
 
+    let checks = null;
     test('metadata endpoint + authorization-code-grant pass', withLogs(() => gh, async (t) => {
       const meta = await (await fetch(`${gh.issuer}/.well-known/oauth-authorization-server`)).json();
       // The suite listens on 127.0.0.1:<port>/callback (see its -p option) and sends no scope.
@@ -49,19 +50,31 @@ for (const backend of backends()) {
       const args = [SUITE, 'authorization', '--url', gh.issuer, '--client-id', reg.body.client_id,
         '--resource', gh.mcpUrl, '--port', String(port), '--output-dir', outDir];
       const { code, output, browserError } = await runSuite(args, meta.authorization_endpoint, gh);
-      t.diagnostic(`conformance output:\n${output}`);
-      if (browserError) throw browserError;
-
-      const checks = await readChecks(outDir);
-      for (const scenario of SCENARIOS) {
-        assert.ok(checks[scenario], `results for ${scenario} (got ${Object.keys(checks).join(', ') || 'none'})`);
-        const failed = checks[scenario].filter((c) => c.status !== 'SUCCESS' && c.status !== 'WARNING');
-        assert.deepEqual(failed.map((c) => `${c.id}: ${c.status} ${c.errorMessage ?? ''}`), [], `${scenario} checks`);
-        const warnings = checks[scenario].filter((c) => c.status === 'WARNING');
-        assert.deepEqual(warnings.map((c) => `${c.id}: ${c.errorMessage ?? ''}`), [], `${scenario} warnings`);
+      try {
+        if (browserError) throw browserError;
+        checks = await readChecks(outDir);
+        for (const scenario of SCENARIOS) {
+          assert.ok(checks[scenario], `results for ${scenario} (got ${Object.keys(checks).join(', ') || 'none'})`);
+          const failed = checks[scenario].filter((c) => c.status !== 'SUCCESS' && c.status !== 'WARNING');
+          assert.deepEqual(failed.map((c) => `${c.id}: ${c.status} ${c.errorMessage ?? ''}`), [], `${scenario} checks`);
+        }
+        assert.equal(code, 0, 'conformance exit code');
+      } catch (e) {
+        diagnostics(t, `--- conformance output ---\n${output}`);
+        throw e;
       }
-      assert.equal(code, 0, 'conformance exit code');
     }));
+
+    // The suite warns when the metadata does not advertise Client ID Metadata Documents; they
+    // arrive with their own issue (CIMD, SEP-991). Any other warning fails this test, and once
+    // CIMD lands the allowance below goes.
+    const KNOWN_WARNINGS = new Set(['authorization-server-metadata-cimd']);
+    test('no warnings but the known CIMD one', () => {
+      assert.ok(checks, 'the suite ran');
+      const warnings = SCENARIOS.flatMap((s) => checks[s].filter((c) => c.status === 'WARNING'));
+      const unexpected = warnings.filter((c) => !KNOWN_WARNINGS.has(c.id));
+      assert.deepEqual(unexpected.map((c) => `${c.id}: ${c.errorMessage ?? ''}`), []);
+    });
   });
 }
 

@@ -14,8 +14,9 @@ import { INSECURE, authorizationRequest, discover, loopbackRedirectUri, oauthErr
 const SCOPE = 'mcp:read mcp:tools';
 const ACCESS_TOKEN_TTL = 900; // DESIGN.md: 15 minutes by default
 // A used refresh token presented again inside the server's grace window (a few seconds, for
-// retried requests) is refused without revoking the family; reuse detection only fires after it.
-const REFRESH_GRACE_SECONDS = Number(process.env.GATEHOUSE_E2E_REFRESH_GRACE_SECONDS ?? 5);
+// retried requests; src/oauth/mod.rs REFRESH_REUSE_GRACE_SECS) is refused without revoking the
+// family; reuse detection only fires after it. Timestamps are whole seconds, hence the +2 s margin.
+const REFRESH_GRACE_SECONDS = Number(process.env.GATEHOUSE_E2E_REFRESH_GRACE_SECONDS ?? 2);
 
 for (const backend of backends()) {
   describe(`oauth4webapi against gatehouse [${backend}]`, () => {
@@ -35,10 +36,11 @@ for (const backend of backends()) {
 
     // Registers a client and runs one authorization through login + consent; returns the code
     // exchange's inputs. `auth` is 'none' (public) or 'client_secret_basic' (confidential).
-    async function authorize({ auth = 'none', resource = gh.mcpUrl, scope = SCOPE, pkce = true, decision } = {}) {
+    // `registered` defaults to the redirect URI used in the request.
+    async function authorize({ auth = 'none', resource = gh.mcpUrl, scope = SCOPE, pkce = true, decision, registered } = {}) {
       const redirectUri = await loopbackRedirectUri();
       const reg = await register(as, {
-        redirect_uris: [redirectUri],
+        redirect_uris: [registered ?? redirectUri],
         token_endpoint_auth_method: auth,
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
@@ -51,7 +53,7 @@ for (const backend of backends()) {
       const browser = new Browser(gh.url);
       const location = await authorizeInBrowser(browser, req.url, { email: gh.email, password: gh.password, decision });
       const callback = new URL(location);
-      assert.equal(`${callback.origin}${callback.pathname}`, redirectUri, 'came back to the registered redirect URI');
+      assert.equal(`${callback.origin}${callback.pathname}`, redirectUri, 'came back to the redirect URI of the request');
       return { client, clientAuth, redirectUri, req, callback };
     }
 
@@ -119,8 +121,8 @@ for (const backend of backends()) {
       assert.notEqual(claims2.jti, claims.jti);
 
       // Outside the retry grace window, the spent token is a stolen-token signal.
-      t.diagnostic(`waiting ${REFRESH_GRACE_SECONDS + 1.5}s for the refresh grace window to pass`);
-      await sleep((REFRESH_GRACE_SECONDS + 1.5) * 1000);
+      t.diagnostic(`waiting ${REFRESH_GRACE_SECONDS + 2}s for the refresh grace window to pass`);
+      await sleep((REFRESH_GRACE_SECONDS + 2) * 1000);
       const reuse = await oauthError(() => refresh(flow.client, flow.clientAuth, first));
       assert.equal(reuse.error, 'invalid_grant', `reuse of a rotated refresh token: ${reuse.error_description ?? ''}`);
       const dead = await oauthError(() => refresh(flow.client, flow.clientAuth, refreshed.refresh_token));
@@ -177,6 +179,101 @@ for (const backend of backends()) {
       assert.equal(dead.error, 'invalid_grant');
       const after = await introspect(tokens.access_token);
       assert.equal(after.active, false, 'the access token carries the revoked grant');
+    });
+
+    t_('concurrent refreshes with one token: exactly one wins, the family survives', async () => {
+      // Clients retry and race (several tabs, a retried request); DESIGN.md: rotation is atomic.
+      const flow = await authorize();
+      const tokens = await exchange(flow);
+      const results = await Promise.allSettled(
+        Array.from({ length: 4 }, () => refresh(flow.client, flow.clientAuth, tokens.refresh_token)),
+      );
+      const won = results.filter((r) => r.status === 'fulfilled');
+      const lost = results.filter((r) => r.status === 'rejected').map((r) => r.reason);
+      assert.equal(won.length, 1, `one winner; errors: ${lost.map((e) => `${e.status} ${e.error ?? e.message}`).join('; ')}`);
+      for (const e of lost) assert.equal(e.error, 'invalid_grant', `loser: ${e.status} ${e.message}`);
+      const next = await refresh(flow.client, flow.clientAuth, won[0].value.refresh_token);
+      assert.ok(next.access_token, "the winner's refresh token still works");
+    });
+
+    t_('confidential client with a wrong secret -> 401 invalid_client with a Basic challenge', async () => {
+      const flow = await authorize({ auth: 'client_secret_basic' });
+      const params = oauth.validateAuthResponse(as, flow.client, flow.callback, flow.req.state);
+      const res = await oauth.authorizationCodeGrantRequest(as, flow.client, oauth.ClientSecretBasic('not-the-secret'),
+        params, flow.redirectUri, flow.req.codeVerifier, { additionalParameters: { resource: gh.mcpUrl }, ...INSECURE });
+      assert.equal(res.status, 401);
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Basic/i);
+      assert.equal((await res.json()).error, 'invalid_client');
+    });
+
+    t_('public client revokes its refresh token (RFC 7009) -> refresh fails', async () => {
+      const flow = await authorize();
+      const tokens = await exchange(flow);
+      const rev = await oauth.revocationRequest(as, flow.client, flow.clientAuth, tokens.refresh_token, INSECURE);
+      await oauth.processRevocationResponse(rev);
+      const dead = await oauthError(() => refresh(flow.client, flow.clientAuth, tokens.refresh_token));
+      assert.equal(dead.error, 'invalid_grant');
+    });
+
+    t_('DCR refuses a plain-http redirect URI that is not loopback', async () => {
+      const reg = await register(as, {
+        redirect_uris: ['http://example.com/callback'],
+        token_endpoint_auth_method: 'none',
+        client_name: 'e2e insecure redirect',
+      });
+      assert.equal(reg.status, 400, JSON.stringify(reg.body));
+      assert.equal(reg.body.error, 'invalid_redirect_uri');
+    });
+
+    t_('loopback redirect URI: any port is accepted (RFC 8252 section 7.3)', async () => {
+      // Registered on one port, used on another, as native apps that bind port 0 do.
+      const flow = await authorize({ registered: await loopbackRedirectUri() });
+      const tokens = await exchange(flow);
+      await verifyAccessToken(tokens.access_token, flow.client);
+    });
+
+    t_('wrong PKCE code_verifier -> invalid_grant', async () => {
+      const flow = await authorize();
+      flow.req.codeVerifier = oauth.generateRandomCodeVerifier();
+      const err = await oauthError(() => exchange(flow));
+      assert.equal(err.error, 'invalid_grant');
+    });
+
+    t_('resource with an uppercase scheme and host is the same resource; aud stays canonical', async () => {
+      const shouty = gh.mcpUrl.replace('http://127.0.0.1', 'HTTP://127.0.0.1');
+      const flow = await authorize({ resource: shouty });
+      const tokens = await exchange(flow, shouty);
+      await verifyAccessToken(tokens.access_token, flow.client); // audience: gh.mcpUrl exactly
+    });
+
+    t_('refresh naming another resource -> invalid_target, and the refresh token is not spent', async () => {
+      const flow = await authorize();
+      const tokens = await exchange(flow);
+      const res = await oauth.refreshTokenGrantRequest(as, flow.client, flow.clientAuth, tokens.refresh_token, {
+        additionalParameters: { resource: gh.otherMcpUrl },
+        ...INSECURE,
+      });
+      const err = await oauthError(() => oauth.processRefreshTokenResponse(as, flow.client, res));
+      assert.equal(err.error, 'invalid_target');
+      const ok = await refresh(flow.client, flow.clientAuth, tokens.refresh_token);
+      assert.ok(ok.access_token);
+    });
+
+    t_('unregistered redirect URI -> error page, never a redirect (RFC 6749 section 4.1.2.1)', async () => {
+      const reg = await register(as, {
+        redirect_uris: [await loopbackRedirectUri()],
+        token_endpoint_auth_method: 'none',
+        client_name: 'e2e redirect check',
+      });
+      assert.equal(reg.status, 201);
+      const req = await authorizationRequest(as, reg.body, {
+        redirectUri: 'https://attacker.example/callback',
+        resource: gh.mcpUrl,
+        scope: SCOPE,
+      });
+      const page = await new Browser(gh.url).navigate(req.url);
+      assert.equal(page.external, undefined, `must not redirect to ${page.external}`);
+      assert.equal(page.status, 400);
     });
 
     t_('resource of a workspace the user is not in -> invalid_target at the redirect URI, with iss', async () => {

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::error::OAuthError;
-use super::params::Params;
+use super::params::{Params, decode_component};
 use crate::app::AppState;
 use crate::crypto::secret_matches;
 use crate::store::ClientRow;
@@ -36,10 +36,9 @@ fn from_basic(headers: &HeaderMap) -> Result<Option<Presented>, OAuthError> {
     let (id, secret) =
         decoded.split_once(':').ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
     // RFC 6749 §2.3.1: both halves are form-urlencoded before Basic encoding.
-    let unescape = |s: &str| -> String {
-        form_urlencoded::parse(format!("x={s}").as_bytes()).map(|(_, v)| v.into_owned()).next().unwrap_or_default()
-    };
-    Ok(Some(Presented { client_id: unescape(id), secret: Some(unescape(secret)) }))
+    let unescape =
+        |s: &str| decode_component(s.as_bytes()).map_err(|_| OAuthError::invalid_client("malformed Basic credentials"));
+    Ok(Some(Presented { client_id: unescape(id)?, secret: Some(unescape(secret)?) }))
 }
 
 /// Identifies and authenticates the calling client.

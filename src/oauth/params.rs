@@ -17,15 +17,23 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 pub struct Params(HashMap<String, String>);
 
 impl Params {
+    /// Parses `a=1&b=2`. Unlike lenient decoders, a `%` not followed by two hex digits, or
+    /// bytes that do not decode to UTF-8, are refused rather than passed through or replaced.
     pub fn parse(input: &[u8]) -> Result<Self, OAuthError> {
         let mut map = HashMap::new();
-        for (k, v) in form_urlencoded::parse(input) {
+        for pair in input.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (k, v) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (pair.get(..i).unwrap_or_default(), pair.get(i + 1..).unwrap_or_default()),
+                None => (pair, &b""[..]),
+            };
+            let (k, v) = (decode_component(k)?, decode_component(v)?);
             if v.is_empty() {
                 continue;
             }
-            if map.insert(k.to_string(), v.to_string()).is_some() {
-                return Err(OAuthError::invalid_request(format!("parameter `{k}` appears more than once")));
+            if map.contains_key(&k) {
+                return Err(OAuthError::invalid_request(format!("parameter `{}` appears more than once", clip(&k))));
             }
+            map.insert(k, v);
         }
         Ok(Params(map))
     }
@@ -41,6 +49,30 @@ impl Params {
     pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
         self.0.iter()
     }
+}
+
+/// Decodes one form-encoded component strictly.
+pub(crate) fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
+    let malformed =
+        || OAuthError::invalid_request("the request is not valid form encoding (bad % escape or not UTF-8)");
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b == b'%' {
+            let hex = |j: usize| raw.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return Err(malformed());
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let plus_as_space: Vec<u8> = raw.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+    percent_encoding::percent_decode(&plus_as_space).decode_utf8().map(|s| s.into_owned()).map_err(|_| malformed())
+}
+
+fn clip(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(40).collect()
 }
 
 /// A form-encoded POST body, size-capped and content-type checked.
@@ -88,5 +120,9 @@ mod tests {
         assert_eq!(p.get("a"), Some("1"));
         assert_eq!(p.get("b"), None);
         assert_eq!(p.get("c"), Some(" x"));
+        assert_eq!(Params::parse(b"a=b+c%2B").unwrap().get("a"), Some("b c+"));
+        for bad in [&b"a=%ZZ"[..], b"a=%4", b"a=%", b"a=%FF%FE", b"%C3%28=x"] {
+            assert!(Params::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

@@ -69,7 +69,10 @@ pub async fn register(State(state): State<AppState>, req: Request) -> Result<Res
             clip(auth_method)
         )));
     }
-    let grant_types = requested.grant_types.unwrap_or_else(|| vec!["authorization_code".into()]);
+    // Without grant_types we register both code and refresh (and say so in the response):
+    // every MCP client wants refresh tokens, and RFC 7591 lets the server choose the values.
+    let grant_types =
+        requested.grant_types.unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
     for g in &grant_types {
         match g.as_str() {
             "authorization_code" | "refresh_token" => {}
@@ -98,7 +101,9 @@ pub async fn register(State(state): State<AppState>, req: Request) -> Result<Res
     for uri in &redirect_uris {
         validate_registered(uri).map_err(bad_redirect)?;
     }
-    let application_type = requested.application_type.as_deref().unwrap_or("web");
+    // Unstated: a client whose redirects all stay on this device is a native app.
+    let all_local = redirect_uris.iter().all(|u| url::Url::parse(u).is_ok_and(|u| u.scheme() != "https"));
+    let application_type = requested.application_type.as_deref().unwrap_or(if all_local { "native" } else { "web" });
     if application_type != "web" && application_type != "native" {
         return Err(bad_metadata("application_type must be web or native"));
     }

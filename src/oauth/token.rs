@@ -115,8 +115,12 @@ async fn authorization_code(
         revoked_at: None,
         revoked_reason: None,
     };
-    let (refresh, refresh_row) = issue::refresh_token(state, &grant.id, &grant.scope)?;
-    if !state.store.issue_grant_from_code(&code_hash, &grant, &refresh_row).await? {
+    // Refresh tokens go to clients that registered the grant (the default at registration).
+    let refresh = match client.allows_grant("refresh_token") {
+        true => Some(issue::refresh_token(state, &grant.id, &grant.scope)?),
+        false => None,
+    };
+    if !state.store.issue_grant_from_code(&code_hash, &grant, refresh.as_ref().map(|(_, row)| row)).await? {
         return Err(OAuthError::invalid_grant("this authorization code was already used"));
     }
     state.store.supersede_grants(&grant, now).await?;
@@ -138,11 +142,17 @@ async fn authorization_code(
         token_type: "Bearer",
         expires_in,
         scope: grant.scope,
-        refresh_token: Some(refresh),
+        refresh_token: refresh.map(|(token, _)| token),
     })
 }
 
 async fn refresh(state: &AppState, client: &ClientRow, params: &Params) -> Result<TokenResponse, OAuthError> {
+    if !client.allows_grant("refresh_token") {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client did not register the refresh_token grant",
+        ));
+    }
     let presented = params.require("refresh_token")?;
     let token_hash = hash_secret(presented);
     let now = state.clock.now();
@@ -201,9 +211,8 @@ async fn client_credentials(
     client: &ClientRow,
     params: &Params,
 ) -> Result<TokenResponse, OAuthError> {
-    let allowed: Vec<String> = serde_json::from_str(&client.grant_types).unwrap_or_default();
     let (Some(ws_id), Some(_), true) =
-        (&client.workspace_id, &client.secret_hash, allowed.iter().any(|g| g == "client_credentials"))
+        (&client.workspace_id, &client.secret_hash, client.allows_grant("client_credentials"))
     else {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,

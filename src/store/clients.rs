@@ -24,6 +24,13 @@ pub struct ClientRow {
     pub last_used_at: Option<i64>,
 }
 
+impl ClientRow {
+    /// Whether the client registered this grant type.
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        serde_json::from_str::<Vec<String>>(&self.grant_types).is_ok_and(|g| g.iter().any(|g| g == grant_type))
+    }
+}
+
 /// Everything needed to insert a client; identical to the row minus usage data.
 pub type NewClient = ClientRow;
 

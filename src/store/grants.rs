@@ -75,14 +75,14 @@ macro_rules! insert_refresh {
 }
 
 impl Store {
-    /// Issues a grant from a consumed authorization code: the grant, its first refresh token,
+    /// Issues a grant from a consumed authorization code: the grant, its first refresh token (if any),
     /// and the code's link to the grant, all or nothing. Returns false (writing nothing) when
     /// the code was replayed meanwhile.
     pub async fn issue_grant_from_code(
         &self,
         code_hash: &str,
         grant: &GrantRow,
-        refresh: &NewRefreshToken,
+        refresh: Option<&NewRefreshToken>,
     ) -> StoreResult<bool> {
         with_pool!(self.pool(), p => {
             let mut tx = p.begin().await?;
@@ -93,7 +93,9 @@ impl Store {
             .bind(&grant.id).bind(&grant.user_id).bind(&grant.client_id).bind(&grant.workspace_id)
             .bind(&grant.scope).bind(&grant.redirect_uri).bind(grant.created_at).bind(grant.last_used_at)
             .execute(&mut *tx).await?;
-            insert_refresh!(&mut *tx, refresh);
+            if let Some(refresh) = refresh {
+                insert_refresh!(&mut *tx, refresh);
+            }
             let linked = sqlx::query(
                 "UPDATE authorization_codes SET grant_id = $1 WHERE code_hash = $2 AND replayed_at IS NULL",
             ).bind(&grant.id).bind(code_hash).execute(&mut *tx).await?;

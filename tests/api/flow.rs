@@ -190,3 +190,24 @@ both_backends!(machine_tokens_are_hashed_and_revocable, |app: TestApp| async mov
     assert!(app.state.store.revoke_machine_token(&row.id, app.clock.now_secs()).await.unwrap());
     assert_eq!(json(introspect().await.unwrap()).await["active"], false);
 });
+
+both_backends!(refresh_tokens_only_for_clients_that_registered_the_grant, |app: TestApp| async move {
+    app.member("alice@example.com", "default").await;
+    let res = app
+        .register(serde_json::json!({
+            "client_name": "Code only", "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"],
+        }))
+        .await;
+    let client = json(res).await["client_id"].as_str().unwrap().to_owned();
+    let code = app.code_for("alice@example.com", &client).await;
+    let body = json(app.exchange(&client, &code).await).await;
+    assert!(body["access_token"].is_string());
+    assert!(body.get("refresh_token").is_none());
+    let refused = app.token(&[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", "gh_rt_x")]).await;
+    assert_eq!(json(refused).await["error"], "unauthorized_client");
+    // Registering without grant_types gets both, and the response says so.
+    let default = json(app.register(serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})).await).await;
+    assert_eq!(default["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
+    assert_eq!(default["application_type"], "native");
+});

@@ -77,12 +77,17 @@ async fn fresh_pg_database() -> String {
                 .await
                 .unwrap_or_default();
             for db in old {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))).execute(&mut c).await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")))
+                    .execute(&mut c)
+                    .await;
             }
         })
         .await;
     let name = format!("gh_test_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.expect("create database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     let mut url = url::Url::parse(&admin).expect("GATEHOUSE_TEST_DATABASE_URL is a URL");
     url.set_path(&name);
     url.to_string()
@@ -90,6 +95,12 @@ async fn fresh_pg_database() -> String {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], with `adjust` applied to the settings last (e.g. a low
+    /// registration rate limit).
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = match backend {
             Backend::Sqlite => None,
@@ -98,17 +109,60 @@ impl TestApp {
         let mut settings = Settings::defaults(dir.path().to_path_buf(), database_url).expect("settings");
         settings.listen = "127.0.0.1:0".parse().expect("addr");
         settings.registrations_per_minute = 1000;
+        adjust(&mut settings);
         let clock = Arc::new(ManualClock::starting_now());
         let running = app::start(settings, clock.clone(), false).await.expect("server starts");
         let http = reqwest::Client::builder().redirect(Policy::none()).build().expect("client");
-        TestApp {
-            url: format!("http://{}", running.addr),
-            state: running.state,
-            clock,
-            http,
-            backend,
-            _dir: dir,
+        TestApp { url: format!("http://{}", running.addr), state: running.state, clock, http, backend, _dir: dir }
+    }
+
+    /// Rows in `table`, counted over a separate connection (to show that a refused request
+    /// wrote nothing). `table` is one of our own table names.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        use sqlx::Connection;
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match &self.state.settings.database_url {
+            Some(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+                let n = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("count");
+                let _ = c.close().await;
+                n
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.state.settings.data_dir.join("gatehouse.db"));
+                let mut c = sqlx::SqliteConnection::connect_with(&options).await.expect("connect");
+                let n = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("count");
+                let _ = c.close().await;
+                n
+            }
         }
+    }
+
+    /// [`TestApp::authorize_url`] with some parameters replaced (`Some`) or removed (`None`);
+    /// parameters not already present are appended.
+    pub fn authorize_url_replacing(&self, client_id: &str, changes: &[(&str, Option<&str>)]) -> String {
+        let base = url::Url::parse(&self.authorize_url(client_id, &[])).unwrap();
+        let mut pairs: Vec<(String, String)> =
+            base.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        for (name, value) in changes {
+            match pairs.iter().position(|(k, _)| k == name) {
+                Some(i) => match value {
+                    Some(v) => pairs[i].1 = (*v).to_owned(),
+                    None => {
+                        pairs.remove(i);
+                    }
+                },
+                None => {
+                    if let Some(v) = value {
+                        pairs.push(((*name).to_owned(), (*v).to_owned()));
+                    }
+                }
+            }
+        }
+        let mut url = base.clone();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        url.to_string()
     }
 
     pub fn mcp_url(&self, slug: &str) -> String {
@@ -188,6 +242,19 @@ impl TestApp {
         .await
     }
 
+    /// Code exchange for a public client, with extra parameters (e.g. `resource`).
+    pub async fn exchange_with(&self, client_id: &str, code: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ];
+        form.extend_from_slice(extra);
+        self.token(&form).await
+    }
+
     /// The whole browser part for `email`: returns the code from the redirect.
     pub async fn code_for(&self, email: &str, client_id: &str) -> String {
         let browser = Browser::new(self);
@@ -207,7 +274,10 @@ pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
     for chunk in html.split("<input").skip(1) {
         let tag = chunk.split('>').next().unwrap_or_default();
         let attr = |a: &str| {
-            tag.split(&format!("{a}=\"")).nth(1).and_then(|r| r.split('"').next()).map(|v| v.replace("&#x2f;", "/").replace("&amp;", "&").replace("&quot;", "\"").replace("&#x27;", "'"))
+            tag.split(&format!("{a}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(|v| v.replace("&#x2f;", "/").replace("&amp;", "&").replace("&quot;", "\"").replace("&#x27;", "'"))
         };
         if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
             out.push((n, v));

@@ -1,1 +1,169 @@
-//! (tests to come)
+//! Storage guarantees, on both backends: idempotent migrations, unique constraints surfacing
+//! as conflicts, race-safe single use of refresh tokens and codes, and workspace slug rules.
+
+use gatehouse::identity::UserError;
+use gatehouse::store::{StoreError, UserRow};
+use gatehouse::workspace::{self, CreateError};
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(migrations_are_idempotent, |app: TestApp| async move {
+    let expected = match app.backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(app.state.store.backend_name(), expected, "the test runs on the backend it names");
+    app.member("alice@example.com", "default").await;
+    let users = app.count_rows("users").await;
+    app.state.store.migrate().await.expect("a second migrate is a no-op");
+    app.state.store.migrate().await.expect("and a third");
+    assert_eq!(app.count_rows("users").await, users, "data survives");
+    assert!(app.state.store.user_by_email("alice@example.com").await.unwrap().is_some());
+    // The server still works on the re-migrated database.
+    let res = app.http.get(format!("{}/readyz", app.url)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    app.public_client().await;
+});
+
+both_backends!(duplicate_email_is_a_conflict, |app: TestApp| async move {
+    let store = &app.state.store;
+    let clock = app.clock.as_ref();
+    gatehouse::identity::create_user(store, clock, "alice@example.com", PASSWORD, false).await.unwrap();
+    let users = app.count_rows("users").await;
+    for email in ["alice@example.com", "Alice@Example.COM", "  alice@example.com "] {
+        match gatehouse::identity::create_user(store, clock, email, PASSWORD, false).await {
+            Err(UserError::Store(StoreError::Conflict(_))) => {}
+            other => panic!("{email}: expected a conflict, got {other:?}"),
+        }
+    }
+    // The store itself enforces it too, whatever the caller did.
+    let row = UserRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        email: "alice@example.com".into(),
+        password_hash: None,
+        is_admin: false,
+        created_at: app.clock.now_secs(),
+    };
+    assert!(matches!(store.insert_user(&row).await, Err(StoreError::Conflict(_))));
+    assert_eq!(app.count_rows("users").await, users, "nothing written");
+    // The original account is untouched and still signs in.
+    assert_eq!(Browser::new(&app).login("alice@example.com", PASSWORD).await.status(), 303);
+});
+
+both_backends!(concurrent_refreshes_rotate_exactly_once, |app: TestApp| async move {
+    app.member("alice@example.com", "default").await;
+    let client = app.public_client().await;
+    let code = app.code_for("alice@example.com", &client).await;
+    let first: Value = app.exchange(&client, &code).await.json().await.unwrap();
+    let mut rt = first["refresh_token"].as_str().unwrap().to_owned();
+    for round in 0..8 {
+        let form = [("grant_type", "refresh_token"), ("client_id", client.as_str()), ("refresh_token", rt.as_str())];
+        let (a, b) = tokio::join!(app.token(&form), app.token(&form));
+        let mut results = Vec::new();
+        for res in [a, b] {
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            results.push((status, body));
+        }
+        results.sort_by_key(|(s, _)| *s);
+        let statuses: Vec<u16> = results.iter().map(|(s, _)| *s).collect();
+        assert_eq!(statuses, [200, 400], "round {round}: exactly one rotation wins: {results:?}");
+        assert_eq!(results[1].1["error"], "invalid_grant");
+        // The loser came within the retry grace, so the winner's new token is still good.
+        rt = results[0].1["refresh_token"].as_str().unwrap().to_owned();
+    }
+    let res = app.token(&[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", &rt)]).await;
+    assert_eq!(res.status(), 200);
+    // One live refresh token per family: 1 from the code + 8 rounds + the last = 10 rows, one unused.
+    assert_eq!(app.count_rows("refresh_tokens").await, 10);
+});
+
+both_backends!(concurrent_code_exchanges_issue_at_most_one_live_grant, |app: TestApp| async move {
+    app.member("alice@example.com", "default").await;
+    let client = app.public_client().await;
+    let browser = Browser::new(&app);
+    browser.login("alice@example.com", PASSWORD).await;
+    for round in 0..6 {
+        let location = browser.authorize_and_approve(&app.authorize_url(&client, &[])).await;
+        let code = query_param(&location, "code").unwrap();
+        let (a, b) = tokio::join!(app.exchange(&client, &code), app.exchange(&client, &code));
+        let mut results = Vec::new();
+        for res in [a, b] {
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            results.push((status, body));
+        }
+        let winners: Vec<&Value> = results.iter().filter(|(s, _)| *s == 200).map(|(_, b)| b).collect();
+        assert!(winners.len() <= 1, "round {round}: a code is single use: {results:?}");
+        for (status, body) in &results {
+            assert!(
+                *status == 200 || (*status == 400 && body["error"] == "invalid_grant"),
+                "round {round}: {results:?}"
+            );
+        }
+        assert!(results.iter().any(|(s, _)| *s == 400), "round {round}: the second presentation is refused");
+        // RFC 6749 §4.1.2: a replayed code revokes what it issued, so whichever way the race
+        // went, what the winner got is dead (the loser was a replay of the same code).
+        if let Some(winner) = winners.first() {
+            let rt = winner["refresh_token"].as_str().unwrap();
+            let res =
+                app.token(&[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", rt)]).await;
+            assert_eq!(res.status(), 400, "round {round}");
+            let gid = app
+                .state
+                .keys
+                .verify(winner["access_token"].as_str().unwrap(), &app.url, app.clock.now_secs())
+                .unwrap()
+                .gid
+                .unwrap();
+            assert!(app.state.store.grant_by_id(&gid).await.unwrap().unwrap().revoked_at.is_some());
+        }
+    }
+    // Every grant that exists is revoked; no half-issued grant without its refresh token.
+    assert_eq!(app.count_rows("grants").await, app.count_rows("refresh_tokens").await);
+});
+
+both_backends!(workspace_slugs_are_checked_before_anything_is_written, |app: TestApp| async move {
+    let store = &app.state.store;
+    let clock = app.clock.as_ref();
+    let before = app.count_rows("workspaces").await;
+    let too_long = "a".repeat(64);
+    for bad in [
+        "",
+        "Acme",
+        "acme corp",
+        "-acme",
+        "acme-",
+        "a/b",
+        "../etc",
+        "a.b",
+        "acme_2",
+        "ácme",
+        "acme\n",
+        too_long.as_str(),
+    ] {
+        match workspace::create(store, clock, bad, Some("Name")).await {
+            Err(CreateError::Invalid(msg)) => assert!(!msg.is_empty()),
+            other => panic!("{bad:?}: expected Invalid, got {other:?}"),
+        }
+        assert!(store.workspace_by_slug(bad).await.unwrap().is_none());
+    }
+    assert_eq!(app.count_rows("workspaces").await, before, "nothing written");
+    // A taken slug is a conflict, not a second row.
+    assert!(matches!(
+        workspace::create(store, clock, "default", None).await,
+        Err(CreateError::Store(StoreError::Conflict(_)))
+    ));
+    assert_eq!(app.count_rows("workspaces").await, before);
+    // Good slugs work, up to 63 characters, and name their MCP URL.
+    let longest = "a".repeat(63);
+    for good in ["acme-2", "x", "0", longest.as_str()] {
+        let ws = workspace::create(store, clock, good, None).await.unwrap();
+        assert_eq!(ws.slug, good);
+        assert_eq!(ws.name, good, "the name defaults to the slug");
+        assert_eq!(store.workspace_by_slug(good).await.unwrap().unwrap().id, ws.id);
+    }
+    assert_eq!(app.count_rows("workspaces").await, before + 4);
+});
