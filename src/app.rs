@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::PeerIpKeyExtractor;
 use tower_http::cors::CorsLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -24,7 +22,7 @@ use crate::crypto::signing::KeyRing;
 use crate::identity::{self, password};
 use crate::oauth::{self, error::OAuthError};
 use crate::store::Store;
-use crate::web::{self, csrf::FormSigner};
+use crate::web::{self, PageError, csrf::FormSigner, limit};
 use crate::workspace::{self, DEFAULT_WORKSPACE, Role, mcp_url};
 
 /// Everything a request handler may need. Cheap to clone.
@@ -60,6 +58,9 @@ pub struct FirstRun {
     pub admin_email: String,
     pub admin_password: String,
 }
+
+/// Password attempts allowed per source address per minute (Argon2id makes each one costly too).
+pub const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 10;
 
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@gatehouse.local";
 
@@ -125,34 +126,15 @@ async fn bootstrap(store: &Store, clock: &SharedClock) -> Result<Option<FirstRun
 }
 
 pub fn router(state: AppState) -> Router {
-    let per_minute = state.settings.registrations_per_minute;
-    let register_limit = GovernorConfigBuilder::default()
-        .period(Duration::from_millis(60_000 / u64::from(per_minute).max(1)))
-        .burst_size(per_minute)
-        .key_extractor(PeerIpKeyExtractor)
-        .finish()
-        .map(|config| {
-            let config = Arc::new(config);
-            // Keep the per-address table bounded: every minute, forget addresses idle long
-            // enough to have refilled their quota, until the router is dropped.
-            let weak = Arc::downgrade(&config);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    match weak.upgrade() {
-                        Some(config) => config.limiter().retain_recent(),
-                        None => break,
-                    }
-                }
-            });
-            GovernorLayer::new(config).error_handler(|_| {
-                axum::response::IntoResponse::into_response(
-                    OAuthError::invalid_request("too many registrations from this address; wait a minute and retry")
-                        .with_status(axum::http::StatusCode::TOO_MANY_REQUESTS),
-                )
-            })
-        });
+    let register_limit = limit::per_address(state.settings.registrations_per_minute, || {
+        OAuthError::invalid_request("too many registrations from this address; wait a minute and retry")
+            .with_status(StatusCode::TOO_MANY_REQUESTS)
+            .into_response()
+    });
+    let login_limit = limit::per_address(LOGIN_ATTEMPTS_PER_MINUTE, || {
+        PageError::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-in attempts", "Wait a minute, then try again.")
+            .into_response()
+    });
 
     // Endpoints that browser-based MCP clients call cross-origin. No cookies are involved.
     let mut oauth_api = Router::new()
@@ -168,9 +150,15 @@ pub fn router(state: AppState) -> Router {
     };
     let oauth_api = oauth_api.layer(CorsLayer::permissive().allow_credentials(false));
 
+    let password_login = Router::new().route("/login", post(identity::login::login_submit));
+    let password_login = match login_limit {
+        Some(limit) => password_login.layer(limit),
+        None => password_login,
+    };
     let pages = Router::new()
         .route("/", get(identity::login::home))
-        .route("/login", get(identity::login::login_page).post(identity::login::login_submit))
+        .route("/login", get(identity::login::login_page))
+        .merge(password_login)
         .route("/logout", post(identity::login::logout))
         .route("/authorize", get(oauth::authorize::authorize))
         .route("/authorize/consent", post(oauth::authorize::consent))
@@ -183,18 +171,17 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .with_state(state)
         .layer(axum::middleware::from_fn(web::security_headers))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
 }
 
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
-    use axum::response::IntoResponse;
     match state.store.ping().await {
         Ok(()) => "ready".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Pages for people: templates, the error page, CSRF tokens and security headers.
 
 pub mod csrf;
+pub mod limit;
 pub mod pages;
 
 use axum::extract::Request;

@@ -6,5 +6,6 @@ mod helpers;
 mod authorize;
 mod flow;
 mod hostile;
+mod login;
 mod register;
 mod storage;
