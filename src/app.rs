@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -173,7 +173,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(TraceLayer::new_for_http())
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
+        .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE, header::LOCATION]))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
 }
 
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
@@ -184,6 +185,31 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
     }
+}
+
+/// Deletes what has expired (codes, sessions, refresh tokens) once an hour.
+fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3_600));
+        loop {
+            tick.tick().await;
+            let now = state.clock.now();
+            let store = &state.store;
+            let result = async {
+                let codes = store.purge_codes(now).await?;
+                let sessions = store.purge_sessions(now).await?;
+                let refresh = store.purge_refresh_tokens(now).await?;
+                Ok::<_, crate::store::StoreError>((codes, sessions, refresh))
+            }
+            .await;
+            match result {
+                Ok((codes, sessions, refresh)) => {
+                    tracing::debug!(codes, sessions, refresh, "housekeeping removed expired rows")
+                }
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry in an hour"),
+            }
+        }
+    });
 }
 
 /// A bound, running server.
@@ -203,6 +229,7 @@ pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given:
         settings.public_url = format!("http://{addr}");
     }
     let (state, first_run) = AppState::build(settings, clock).await?;
+    spawn_housekeeping(state.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let handle =
         tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });

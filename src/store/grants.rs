@@ -178,6 +178,13 @@ impl Store {
         }
     }
 
+    /// Deletes refresh tokens past their expiry. Used ones are kept until then, because a
+    /// used token presented again must still be recognised as reuse.
+    pub async fn purge_refresh_tokens(&self, now: i64) -> StoreResult<u64> {
+        Ok(with_pool!(self.pool(), p => sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
+            .bind(now).execute(p).await.map(|r| r.rows_affected()))?)
+    }
+
     /// The grant a live refresh token belongs to (for introspection and revocation).
     pub async fn grant_of_refresh_token(
         &self,

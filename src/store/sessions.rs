@@ -28,6 +28,11 @@ impl Store {
         .bind(token_hash).bind(now).fetch_optional(p).await)?)
     }
 
+    pub async fn purge_sessions(&self, now: i64) -> StoreResult<u64> {
+        Ok(with_pool!(self.pool(), p => sqlx::query("DELETE FROM browser_sessions WHERE expires_at <= $1")
+            .bind(now).execute(p).await.map(|r| r.rows_affected()))?)
+    }
+
     pub async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         with_pool!(self.pool(), p => sqlx::query("DELETE FROM browser_sessions WHERE token_hash = $1")
             .bind(token_hash).execute(p).await.map(|r| r.rows_affected()))?;

@@ -274,10 +274,13 @@ pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
     for chunk in html.split("<input").skip(1) {
         let tag = chunk.split('>').next().unwrap_or_default();
         let attr = |a: &str| {
-            tag.split(&format!("{a}=\""))
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .map(|v| v.replace("&#x2f;", "/").replace("&amp;", "&").replace("&quot;", "\"").replace("&#x27;", "'"))
+            tag.split(&format!("{a}=\"")).nth(1).and_then(|r| r.split('"').next()).map(|v| {
+                v.replace("&#x2f;", "/")
+                    .replace("&#38;", "&")
+                    .replace("&amp;", "&")
+                    .replace("&quot;", "\"")
+                    .replace("&#x27;", "'")
+            })
         };
         if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
             out.push((n, v));

@@ -167,3 +167,31 @@ both_backends!(workspace_slugs_are_checked_before_anything_is_written, |app: Tes
     }
     assert_eq!(app.count_rows("workspaces").await, before + 4);
 });
+
+both_backends!(housekeeping_keeps_used_refresh_tokens_until_they_expire, |app: TestApp| async move {
+    app.member("alice@example.com", "default").await;
+    let client = app.public_client().await;
+    let code = app.code_for("alice@example.com", &client).await;
+    let first: serde_json::Value = app.exchange(&client, &code).await.json().await.unwrap();
+    let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = app.token(&[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", &rt1)]).await;
+    assert_eq!(rotated.status(), 200);
+    let store = &app.state.store;
+    let now = app.clock.now_secs();
+    assert_eq!(store.purge_refresh_tokens(now).await.unwrap(), 0, "nothing has expired");
+    assert_eq!(store.purge_codes(now).await.unwrap(), 0, "the used code is kept a day to recognise replays");
+    // A day and a minute later the code goes; the used refresh token stays until its own expiry,
+    // so a reuse is still recognised (and still revokes the family).
+    assert_eq!(store.purge_codes(now + 86_400 + 61).await.unwrap(), 1);
+    app.clock.advance(60);
+    let reuse: serde_json::Value = app
+        .token(&[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", &rt1)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reuse["error"], "invalid_grant");
+    assert!(reuse["error_description"].as_str().unwrap().contains("already used"));
+    assert_eq!(store.purge_refresh_tokens(now + 31 * 86_400).await.unwrap(), 2);
+    assert_eq!(store.purge_sessions(now + 86_400).await.unwrap(), 1, "the browser session expired");
+});
