@@ -106,7 +106,7 @@ async fn authorize_inner(state: &AppState, headers: &HeaderMap, raw_query: &str)
     let Some(signed_in) = session::current(state, headers).await.map_err(|e| PageError::from(e).into_response())?
     else {
         if params.get("prompt").is_some_and(|p| p.split(' ').any(|p| p == "none")) {
-            return Err(reply.error(OAuthError::new(ErrorCode::AccessDenied, "login_required")));
+            return Err(reply.error(OAuthError::new(ErrorCode::LoginRequired, "prompt=none, and nobody is signed in")));
         }
         let next = format!("/authorize?{raw_query}");
         let login = format!("/login?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
@@ -230,7 +230,10 @@ async fn decide(
         return issue_code(state, who, &pending, &ws, reply).await;
     }
     if prompt.is_some_and(|p| p.split(' ').any(|p| p == "none")) {
-        return Err(reply.error(OAuthError::new(ErrorCode::AccessDenied, "consent_required")));
+        return Err(reply.error(OAuthError::new(
+            ErrorCode::ConsentRequired,
+            "prompt=none, and this app has not been authorized for these scopes",
+        )));
     }
     let signed = state
         .forms

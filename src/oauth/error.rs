@@ -18,6 +18,9 @@ pub enum ErrorCode {
     InvalidScope,
     InvalidTarget,
     AccessDenied,
+    /// OpenID Connect's answers to `prompt=none`, which MCP clients borrow.
+    LoginRequired,
+    ConsentRequired,
     InvalidRedirectUri,
     InvalidClientMetadata,
     ServerError,
@@ -37,6 +40,8 @@ impl ErrorCode {
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::ServerError => "server_error",
@@ -58,6 +63,8 @@ impl ErrorCode {
             | ErrorCode::InvalidScope
             | ErrorCode::InvalidTarget
             | ErrorCode::AccessDenied
+            | ErrorCode::LoginRequired
+            | ErrorCode::ConsentRequired
             | ErrorCode::InvalidRedirectUri
             | ErrorCode::InvalidClientMetadata => StatusCode::BAD_REQUEST,
         }

@@ -435,3 +435,21 @@ both_backends!(state_comes_back_verbatim_and_safely_encoded, |app: TestApp| asyn
         assert_eq!(query_param(location, "error").as_deref(), Some("unsupported_response_type"));
     }
 });
+
+both_backends!(prompt_none_answers_without_showing_a_page, |app: TestApp| async move {
+    app.member("alice@example.com", "default").await;
+    let client = app.public_client().await;
+    let anonymous = Browser::new(&app);
+    let res = anonymous.get(&app.authorize_url(&client, &[("prompt", "none")])).await;
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(query_param(&location, "error").as_deref(), Some("login_required"));
+    assert_eq!(query_param(&location, "state").as_deref(), Some("xyz"));
+
+    let browser = Browser::new(&app);
+    browser.login("alice@example.com", PASSWORD).await;
+    let location = browser.consent_form(&app.authorize_url(&client, &[("prompt", "none")])).await.unwrap_err();
+    assert_eq!(query_param(&location, "error").as_deref(), Some("consent_required"));
+    assert_eq!(query_param(&location, "iss").as_deref(), Some(app.url.as_str()));
+});
