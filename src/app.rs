@@ -19,10 +19,11 @@ use crate::config::Settings;
 use crate::crypto::aead::Sealer;
 use crate::crypto::master::MasterKey;
 use crate::crypto::signing::KeyRing;
+use crate::identity::throttle::LoginThrottle;
 use crate::identity::{self, password};
 use crate::oauth::{self, error::OAuthError};
 use crate::store::Store;
-use crate::web::{self, PageError, csrf::FormSigner, limit};
+use crate::web::{self, csrf::FormSigner, limit};
 use crate::workspace::{self, DEFAULT_WORKSPACE, Role, mcp_url};
 
 /// Everything a request handler may need. Cheap to clone.
@@ -34,6 +35,7 @@ pub struct AppState {
     pub sealer: Arc<Sealer>,
     pub forms: FormSigner,
     pub clock: SharedClock,
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +60,6 @@ pub struct FirstRun {
     pub admin_email: String,
     pub admin_password: String,
 }
-
-/// Password attempts allowed per source address per minute (Argon2id makes each one costly too).
-pub const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 10;
 
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@gatehouse.local";
 
@@ -96,6 +95,7 @@ impl AppState {
             sealer: Arc::new(sealer),
             forms,
             clock,
+            login_throttle: Arc::new(LoginThrottle::default()),
         };
         Ok((state, first_run))
     }
@@ -131,10 +131,6 @@ pub fn router(state: AppState) -> Router {
             .with_status(StatusCode::TOO_MANY_REQUESTS)
             .into_response()
     });
-    let login_limit = limit::per_address(LOGIN_ATTEMPTS_PER_MINUTE, || {
-        PageError::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-in attempts", "Wait a minute, then try again.")
-            .into_response()
-    });
 
     // Endpoints that browser-based MCP clients call cross-origin. No cookies are involved.
     let mut oauth_api = Router::new()
@@ -150,15 +146,9 @@ pub fn router(state: AppState) -> Router {
     };
     let oauth_api = oauth_api.layer(CorsLayer::permissive().allow_credentials(false));
 
-    let password_login = Router::new().route("/login", post(identity::login::login_submit));
-    let password_login = match login_limit {
-        Some(limit) => password_login.layer(limit),
-        None => password_login,
-    };
     let pages = Router::new()
         .route("/", get(identity::login::home))
-        .route("/login", get(identity::login::login_page))
-        .merge(password_login)
+        .route("/login", get(identity::login::login_page).post(identity::login::login_submit))
         .route("/logout", post(identity::login::logout))
         .route("/authorize", get(oauth::authorize::authorize))
         .route("/authorize/consent", post(oauth::authorize::consent))

@@ -83,12 +83,12 @@ async function dropPgDatabase(name) {
 }
 
 /**
- * @param {{backend?: 'sqlite'|'postgres'}} opts
+ * @param {{backend?: 'sqlite'|'postgres', env?: Record<string,string>}} opts  env: extra GATEHOUSE_* settings
  * @returns {Promise<{url:string, issuer:string, mcpUrl:string, otherMcpUrl:string, dataDir:string, databaseUrl:string|null,
  *   email:string, password:string, logs:()=>string, cli:(args:string[], input?:string)=>Promise<any>,
  *   stop:()=>Promise<void>}>}
  */
-export async function startGatehouse({ backend = 'sqlite' } = {}) {
+export async function startGatehouse({ backend = 'sqlite', env = {} } = {}) {
   const bin = gatehouseBin();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gh-e2e-'));
   let pg = null;
@@ -118,7 +118,7 @@ export async function startGatehouse({ backend = 'sqlite' } = {}) {
     child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--public-url', url, ...settings], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // Plain logs: no colour codes in what we print on failure.
-      env: gatehouseEnv({ NO_COLOR: '1', RUST_LOG_STYLE: 'never' }),
+      env: gatehouseEnv({ NO_COLOR: '1', RUST_LOG_STYLE: 'never', ...env }),
     });
     child.stdout.on('data', (d) => (logs += d));
     child.stderr.on('data', (d) => (logs += d));

@@ -1,6 +1,8 @@
 //! The login page, logout, and the signed-in home page.
 
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -72,6 +74,7 @@ pub async fn login_page(
 
 pub async fn login_submit(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     FormParams(form): FormParams,
 ) -> Result<Response, PageError> {
@@ -84,12 +87,21 @@ pub async fn login_submit(
             "Go back, reload the sign-in page and try again. (Cookies must be enabled.)",
         ));
     }
+    let now = state.clock.now();
+    if let Some(wait) = state.login_throttle.blocked_for(peer.ip(), now) {
+        return Err(PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-in attempts",
+            format!("Sign-in from your address is paused; try again in {} minutes.", (wait + 59) / 60),
+        ));
+    }
     let next = safe_next(form.get("next")).to_owned();
     let email = form.get("email").unwrap_or_default().trim().to_lowercase();
     let password = form.get("password").unwrap_or_default().to_owned();
     let user = state.store.user_by_email(&email).await?;
     let ok = super::password::verify_async(password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
     let (Some(user), true) = (user, ok) else {
+        state.login_throttle.record_failure(peer.ip(), now);
         let token = cookie_token.unwrap_or_default();
         let page = LoginPage { csrf: &token, next: &next, email: &email, error: Some("Wrong email or password.") };
         let mut res = render(&page);

@@ -3,6 +3,7 @@
 pub mod login;
 pub mod password;
 pub mod session;
+pub mod throttle;
 
 use crate::clock::Clock;
 use crate::crypto::CryptoError;

@@ -401,7 +401,7 @@ both_backends!(every_redirect_to_the_client_carries_iss, |app: TestApp| async mo
     let res = browser.get(&app.authorize_url_replacing(&client, &[("scope", Some("admin"))])).await;
     assert_error_redirect(&app, &res, REDIRECT, "invalid_scope");
     let res = app.http.get(app.authorize_url(&client, &[("prompt", "none")])).send().await.unwrap();
-    assert_error_redirect(&app, &res, REDIRECT, "access_denied");
+    assert_error_redirect(&app, &res, REDIRECT, "login_required");
     let res = browser
         .get(&app.authorize_url_replacing(
             &client,
@@ -411,6 +411,7 @@ both_backends!(every_redirect_to_the_client_carries_iss, |app: TestApp| async mo
     assert_eq!(res.status(), 303);
     let location = res.headers()["location"].to_str().unwrap();
     assert_eq!(query_param(location, "iss"), iss, "{location}");
+    assert_eq!(query_param(location, "error").as_deref(), Some("consent_required"));
     assert!(query_param(location, "state").is_none());
 });
 
