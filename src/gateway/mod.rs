@@ -1,0 +1,7 @@
+//! The MCP gateway: the Streamable HTTP endpoint at `/t/{workspace}/mcp`, upstream sessions
+//! (HTTP, stdio, and the built-in demo server) and their aggregation.
+//!
+//! rmcp (the official Rust MCP SDK) is used only inside this module, so that its frequent major
+//! releases touch one place.
+
+pub mod demo;
