@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::HeaderName;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
 use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
@@ -19,9 +20,11 @@ use crate::config::Settings;
 use crate::crypto::aead::Sealer;
 use crate::crypto::master::MasterKey;
 use crate::crypto::signing::KeyRing;
+use crate::gateway;
 use crate::identity::throttle::LoginThrottle;
 use crate::identity::{self, password};
 use crate::oauth::{self, error::OAuthError};
+use crate::resource;
 use crate::store::Store;
 use crate::web::{self, csrf::FormSigner, limit};
 use crate::workspace::{self, DEFAULT_WORKSPACE, Role, mcp_url};
@@ -36,6 +39,9 @@ pub struct AppState {
     pub forms: FormSigner,
     pub clock: SharedClock,
     pub login_throttle: Arc<LoginThrottle>,
+    /// The built-in demo MCP server; every workspace serves it until upstreams are configurable.
+    pub demo: gateway::demo::DemoService,
+    pub sessions: Arc<gateway::sessions::SessionBindings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +102,8 @@ impl AppState {
             forms,
             clock,
             login_throttle: Arc::new(LoginThrottle::default()),
+            demo: gateway::demo::service(gateway::demo::config()),
+            sessions: Arc::new(gateway::sessions::SessionBindings::default()),
         };
         Ok((state, first_run))
     }
@@ -154,8 +162,20 @@ pub fn router(state: AppState) -> Router {
         .route("/authorize/consent", post(oauth::authorize::consent))
         .route("/static/style.css", get(web::stylesheet));
 
+    // The MCP endpoints and their metadata. CORS lets browser-based MCP clients call them;
+    // no cookies are involved, the bearer token is the credential.
+    let mcp = Router::new()
+        .route("/t/{slug}/mcp", any(gateway::endpoint::mcp))
+        .route("/.well-known/oauth-protected-resource/t/{slug}/mcp", get(resource::metadata::protected_resource))
+        .layer(
+            CorsLayer::permissive()
+                .allow_credentials(false)
+                .expose_headers([header::WWW_AUTHENTICATE, HeaderName::from_static("mcp-session-id")]),
+        );
+
     Router::new()
         .merge(oauth_api)
+        .merge(mcp)
         .merge(pages)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

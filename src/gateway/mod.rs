@@ -5,3 +5,5 @@
 //! releases touch one place.
 
 pub mod demo;
+pub mod endpoint;
+pub mod sessions;

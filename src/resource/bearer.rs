@@ -56,7 +56,9 @@ pub async fn authenticate(
 }
 
 fn wrong_audience() -> Refusal {
-    Refusal::InvalidToken("audience does not match: this token was issued for another workspace; authorize again".into())
+    Refusal::InvalidToken(
+        "audience does not match: this token was issued for another workspace; authorize again".into(),
+    )
 }
 
 async fn access_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Result<Principal, Refusal> {

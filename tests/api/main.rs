@@ -5,6 +5,7 @@ mod helpers;
 
 mod authorize;
 mod flow;
+mod gateway;
 mod hostile;
 mod login;
 mod register;

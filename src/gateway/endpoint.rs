@@ -1,0 +1,120 @@
+//! `/t/{workspace}/mcp`: the MCP endpoint of a workspace. Checks Host/Origin, the bearer
+//! token (audience, revocation) and the scope each JSON-RPC method needs, then hands the
+//! request, with the caller's identity but without their token, to the workspace's server.
+
+use std::collections::BTreeSet;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::demo::Caller;
+use super::sessions::Binding;
+use crate::app::AppState;
+use crate::oauth::scope::{DEFAULT_SCOPE, ScopeSet};
+use crate::resource::challenge::{ChallengeContext, Refusal};
+use crate::resource::metadata::metadata_url;
+use crate::resource::required::{covers, scope_for_method};
+use crate::resource::{Principal, authenticate, origin};
+
+/// Largest JSON-RPC message accepted from a client.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: Request) -> Response {
+    let resource_metadata = metadata_url(&state.settings.public_url, &slug);
+    let ctx = ChallengeContext { resource_metadata: &resource_metadata, default_scope: DEFAULT_SCOPE };
+    let (req, owner) = match admit(&state, &slug, req).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal.into_response_with(&ctx),
+    };
+    let now = state.clock.now();
+    let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(id) = &session
+        && let Binding::Foreign = state.sessions.check(id, &owner, now)
+    {
+        // As the transport says for unknown sessions: 404, and the client starts a new one.
+        return (StatusCode::NOT_FOUND, "session not found: initialize a new MCP session").into_response();
+    }
+    let closing = req.method() == Method::DELETE;
+    let res = match state.demo.clone().oneshot(req).await {
+        Ok(res) => res.map(Body::new),
+        Err(never) => match never {},
+    };
+    match (&session, res.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())) {
+        (None, Some(opened)) => state.sessions.bind(opened, &owner, now),
+        (Some(id), _) if closing && res.status().is_success() => state.sessions.forget(id),
+        _ => {}
+    }
+    res
+}
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Runs every check; returns the request to forward, with the caller's identity attached
+/// and the Authorization header removed (the client's token never travels upstream).
+/// Also returns who is calling, as the key their MCP sessions are bound to.
+async fn admit(state: &AppState, slug: &str, req: Request) -> Result<(Request, String), Refusal> {
+    origin::check(req.headers(), &state.settings.public_url)?;
+    let ws = state
+        .store
+        .workspace_by_slug(slug)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "workspace lookup failed");
+            Refusal::InvalidToken("the token could not be checked; retry".into())
+        })?
+        .ok_or(Refusal::UnknownWorkspace)?;
+    let (mut parts, body) = req.into_parts();
+    let principal = authenticate(state, &parts.headers, parts.uri.query(), &ws).await?;
+    let body = if parts.method == Method::POST {
+        let bytes = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
+            .await
+            .map_err(|_| Refusal::BadRequest(format!("JSON-RPC messages are limited to {MAX_MESSAGE_BYTES} bytes")))?;
+        check_scopes(&principal, &bytes)?;
+        Body::from(bytes)
+    } else {
+        body
+    };
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.extensions.insert(Caller {
+        subject: principal.subject.clone(),
+        client_id: principal.client_id.clone(),
+        workspace: principal.workspace_slug.clone(),
+        scope: principal.scope.to_scope_string(),
+    });
+    let owner = format!("{}\0{}\0{}", principal.workspace_id, principal.client_id, principal.subject);
+    parts.extensions.insert(principal);
+    Ok((Request::from_parts(parts, body), owner))
+}
+
+/// Every method in the message (one request or a batch) must be covered by the token's
+/// scope; the challenge names all scopes needed plus those already granted, so a client
+/// that re-authorizes with exactly that set loses nothing.
+fn check_scopes(principal: &Principal, body: &Bytes) -> Result<(), Refusal> {
+    let Ok(message) = serde_json::from_slice::<Value>(body) else {
+        return Ok(()); // not JSON: the MCP server answers with a JSON-RPC parse error
+    };
+    let messages = match &message {
+        Value::Array(items) => items.iter().collect::<Vec<_>>(),
+        single => vec![single],
+    };
+    let missing: BTreeSet<&str> = messages
+        .iter()
+        .filter_map(|m| m.get("method").and_then(Value::as_str))
+        .filter_map(scope_for_method)
+        .filter(|needed| !covers(&principal.scope, needed))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut wanted: BTreeSet<String> = principal.scope.iter().map(str::to_owned).collect();
+    wanted.extend(missing.iter().map(|s| (*s).to_owned()));
+    let scope = wanted.into_iter().collect::<Vec<_>>().join(" ");
+    Err(Refusal::InsufficientScope {
+        description: format!("this operation needs {}", missing.into_iter().collect::<Vec<_>>().join(" ")),
+        scope: ScopeSet::from_stored(&scope).to_scope_string(),
+    })
+}

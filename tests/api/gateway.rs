@@ -1,0 +1,254 @@
+//! The MCP endpoint as an OAuth-protected resource: metadata, challenges, audience, scope,
+//! instant revocation, machine tokens, DNS-rebinding defence and session binding, talking
+//! JSON-RPC to the built-in demo server through the gateway.
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+/// A JSON-RPC exchange with the MCP endpoint; the answer may come as JSON or as one SSE event.
+pub struct Rpc {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+pub async fn rpc(app: &TestApp, slug: &str, token: Option<&str>, session: Option<&str>, message: Value) -> Rpc {
+    let mut req = app
+        .http
+        .post(app.mcp_url(slug))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&message);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .last()
+            .unwrap_or(Value::String(text.clone()))
+    });
+    Rpc { status, headers, body }
+}
+
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "gatehouse-test", "version": "0"}}})
+}
+
+/// Opens an MCP session with `token`; returns its id.
+pub async fn open_session(app: &TestApp, token: &str) -> String {
+    let init = rpc(app, "default", Some(token), None, initialize()).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let session = init.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert!(rpc(app, "default", Some(token), Some(&session), note).await.status < 300);
+    session
+}
+
+/// An access token for alice in `default` with `scope`, through the real code flow.
+pub async fn access_token(app: &TestApp, scope: &str) -> Value {
+    app.member("alice@example.com", "default").await;
+    let client = app.public_client().await;
+    let browser = Browser::new(app);
+    browser.login("alice@example.com", PASSWORD).await;
+    let url = app
+        .authorize_url(&client, &[])
+        .replace("scope=mcp%3Aread+mcp%3Atools", &format!("scope={}", scope.replace(' ', "+").replace(':', "%3A")));
+    let location = browser.authorize_and_approve(&url).await;
+    let code = query_param(&location, "code").expect("code");
+    let mut tokens: Value = app.exchange(&client, &code).await.json().await.unwrap();
+    tokens["client_id"] = json!(client);
+    tokens
+}
+
+fn challenge(r: &Rpc) -> String {
+    r.headers.get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+fn call(id: u64, tool: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+}
+
+both_backends!(no_token_gets_a_challenge_pointing_at_the_metadata, |app: TestApp| async move {
+    let r = rpc(&app, "default", None, None, initialize()).await;
+    assert_eq!(r.status, 401);
+    let www = challenge(&r);
+    let prm = format!("{}/.well-known/oauth-protected-resource/t/default/mcp", app.url);
+    assert!(www.starts_with("Bearer "), "Bearer first: {www}");
+    assert!(www.contains(&format!("resource_metadata=\"{prm}\"")), "{www}");
+    assert!(www.contains("scope=\"mcp:read mcp:tools\""), "{www}");
+
+    let meta: Value = app.http.get(&prm).send().await.unwrap().json().await.unwrap();
+    assert_eq!(meta["resource"], app.mcp_url("default"));
+    assert_eq!(meta["authorization_servers"], json!([app.url]));
+    assert_eq!(meta["bearer_methods_supported"], json!(["header"]));
+    assert!(!meta["scopes_supported"].as_array().unwrap().contains(&json!("offline_access")));
+    let missing =
+        app.http.get(format!("{}/.well-known/oauth-protected-resource/t/nope/mcp", app.url)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(rpc(&app, "nope", None, None, initialize()).await.status, 404);
+});
+
+both_backends!(a_token_lists_and_calls_tools_as_its_owner, |app: TestApp| async move {
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let session = open_session(&app, at).await;
+    let list =
+        rpc(&app, "default", Some(at), Some(&session), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+            .await;
+    let names: Vec<&str> =
+        list.body["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"echo") && names.contains(&"add") && names.contains(&"whoami"), "{names:?}");
+    let sum = rpc(&app, "default", Some(at), Some(&session), call(3, "add", json!({"a": 2, "b": 3}))).await;
+    assert_eq!(sum.body["result"]["content"][0]["text"], "5", "{}", sum.body);
+    let who = rpc(&app, "default", Some(at), Some(&session), call(4, "whoami", json!({}))).await;
+    let text = who.body["result"]["content"][0]["text"].as_str().unwrap().to_owned();
+    let alice = app.state.store.user_by_email("alice@example.com").await.unwrap().unwrap();
+    assert!(text.contains(&alice.id), "whoami names the signed-in person: {text}");
+    assert!(text.contains(tokens["client_id"].as_str().unwrap()), "{text}");
+});
+
+both_backends!(missing_scope_is_a_403_naming_all_needed_scopes, |app: TestApp| async move {
+    let tokens = access_token(&app, "mcp:read").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let session = open_session(&app, at).await;
+    let listed =
+        rpc(&app, "default", Some(at), Some(&session), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+            .await;
+    assert_eq!(listed.status, 200);
+    let r = rpc(&app, "default", Some(at), Some(&session), call(3, "echo", json!({"text": "hi"}))).await;
+    assert_eq!(r.status, 403);
+    let www = challenge(&r);
+    assert!(www.starts_with("Bearer error=\"insufficient_scope\""), "{www}");
+    assert!(www.contains("scope=\"mcp:read mcp:tools\""), "needed plus granted: {www}");
+    assert!(www.contains("resource_metadata="), "{www}");
+});
+
+both_backends!(tokens_for_another_workspace_are_refused, |app: TestApp| async move {
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    app.member("alice@example.com", "other").await;
+    let r = rpc(&app, "other", Some(tokens["access_token"].as_str().unwrap()), None, initialize()).await;
+    assert_eq!(r.status, 401);
+    let www = challenge(&r);
+    assert!(www.contains("error=\"invalid_token\"") && www.contains("audience does not match"), "{www}");
+    assert!(www.contains("/.well-known/oauth-protected-resource/t/other/mcp"), "{www}");
+});
+
+both_backends!(revocation_is_seen_on_the_very_next_request, |app: TestApp| async move {
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let session = open_session(&app, at).await;
+    let revoke = app
+        .http
+        .post(format!("{}/revoke", app.url))
+        .form(&[
+            ("token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", tokens["client_id"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    let r = rpc(&app, "default", Some(at), Some(&session), call(2, "echo", json!({"text": "x"}))).await;
+    assert_eq!(r.status, 401, "the 15-minute JWT is dead at once");
+    assert!(challenge(&r).contains("revoked"), "{}", challenge(&r));
+});
+
+both_backends!(machine_tokens_work_until_revoked, |app: TestApp| async move {
+    let (token, row) = gatehouse::oauth::machine::create(
+        &app.state.store,
+        app.clock.as_ref(),
+        "default",
+        "mcp:read mcp:tools",
+        86_400,
+        "ci",
+    )
+    .await
+    .unwrap();
+    let session = open_session(&app, &token).await;
+    let echo = rpc(&app, "default", Some(&token), Some(&session), call(2, "echo", json!({"text": "hello"}))).await;
+    assert_eq!(echo.body["result"]["content"][0]["text"], "hello", "{}", echo.body);
+    app.state.store.revoke_machine_token(&row.id, app.clock.now_secs()).await.unwrap();
+    let r = rpc(&app, "default", Some(&token), Some(&session), call(3, "echo", json!({"text": "x"}))).await;
+    assert_eq!(r.status, 401);
+    // Workspace-bound like JWTs.
+    let (other, _) =
+        gatehouse::oauth::machine::create(&app.state.store, app.clock.as_ref(), "default", "mcp:read", 86_400, "x")
+            .await
+            .unwrap();
+    gatehouse::workspace::create(&app.state.store, app.clock.as_ref(), "other", None).await.unwrap();
+    assert_eq!(rpc(&app, "other", Some(&other), None, initialize()).await.status, 401);
+});
+
+both_backends!(tokens_in_the_url_and_rebinding_are_refused, |app: TestApp| async move {
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let in_query = app
+        .http
+        .post(format!("{}?access_token={at}", app.mcp_url("default")))
+        .json(&initialize())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_query.status(), 400);
+    let evil_origin = app
+        .http
+        .post(app.mcp_url("default"))
+        .bearer_auth(at)
+        .header("origin", "https://evil.example.com")
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil_origin.status(), 403);
+    let evil_host = app
+        .http
+        .post(app.mcp_url("default"))
+        .bearer_auth(at)
+        .header("host", "evil.example.com")
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil_host.status(), 403);
+});
+
+both_backends!(sessions_are_bound_to_who_opened_them, |app: TestApp| async move {
+    let alice = access_token(&app, "mcp:read mcp:tools").await;
+    let session = open_session(&app, alice["access_token"].as_str().unwrap()).await;
+    let (machine, _) = gatehouse::oauth::machine::create(
+        &app.state.store,
+        app.clock.as_ref(),
+        "default",
+        "mcp:read mcp:tools",
+        86_400,
+        "m",
+    )
+    .await
+    .unwrap();
+    let hijack = rpc(&app, "default", Some(&machine), Some(&session), call(2, "whoami", json!({}))).await;
+    assert_eq!(hijack.status, 404, "another principal cannot use alice's session");
+    let made_up = rpc(
+        &app,
+        "default",
+        Some(alice["access_token"].as_str().unwrap()),
+        Some("not-a-session"),
+        call(3, "echo", json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(made_up.status, 404);
+});
