@@ -42,6 +42,8 @@ pub struct AppState {
     /// The built-in demo MCP server; every workspace serves it until upstreams are configurable.
     pub demo: gateway::demo::DemoService,
     pub sessions: Arc<gateway::sessions::SessionBindings>,
+    /// Cancelled at shutdown: ends open MCP streams so the server can stop.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,8 @@ pub async fn open(settings: &Settings) -> Result<(Store, Sealer, FormSigner), St
 impl AppState {
     pub async fn build(settings: Settings, clock: SharedClock) -> Result<(Self, Option<FirstRun>), StartError> {
         let (store, sealer, forms) = open(&settings).await?;
+        let demo_config = gateway::demo::config();
+        let shutdown = demo_config.cancellation_token.clone();
         let keys = KeyRing::load_or_create(&store, &sealer, settings.signing_alg, clock.now()).await?;
         let first_run = bootstrap(&store, &clock).await?;
         let state = AppState {
@@ -102,8 +106,9 @@ impl AppState {
             forms,
             clock,
             login_throttle: Arc::new(LoginThrottle::default()),
-            demo: gateway::demo::service(gateway::demo::config()),
+            demo: gateway::demo::service(demo_config),
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
+            shutdown,
         };
         Ok((state, first_run))
     }
@@ -241,8 +246,16 @@ pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given:
     let (state, first_run) = AppState::build(settings, clock).await?;
     spawn_housekeeping(state.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let handle =
-        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });
+    let streams = state.shutdown.clone();
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                // Open SSE streams would otherwise hold the graceful shutdown forever.
+                streams.cancel();
+            })
+            .await
+    });
     Ok(Running { addr, state, first_run, handle })
 }
 

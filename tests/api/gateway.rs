@@ -35,7 +35,7 @@ pub async fn rpc(app: &TestApp, slug: &str, token: Option<&str>, session: Option
         text.lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .last()
+            .next_back()
             .unwrap_or(Value::String(text.clone()))
     });
     Rpc { status, headers, body }
