@@ -157,7 +157,10 @@ pub fn router(state: AppState) -> Router {
         Some(limit) => oauth_api.merge(register.layer(limit)),
         None => oauth_api.merge(register),
     };
-    let oauth_api = oauth_api.layer(CorsLayer::permissive().allow_credentials(false));
+    // OAuth endpoints and pages answer quickly or not at all; MCP calls may legitimately run
+    // long (a slow tool), so the timeout is not applied to them.
+    let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30));
+    let oauth_api = oauth_api.layer(CorsLayer::permissive().allow_credentials(false)).layer(timeout);
 
     let pages = Router::new()
         .route("/", get(identity::login::home))
@@ -165,7 +168,8 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(identity::login::logout))
         .route("/authorize", get(oauth::authorize::authorize))
         .route("/authorize/consent", post(oauth::authorize::consent))
-        .route("/static/style.css", get(web::stylesheet));
+        .route("/static/style.css", get(web::stylesheet))
+        .layer(timeout);
 
     // The MCP endpoints and their metadata. CORS lets browser-based MCP clients call them;
     // no cookies are involved, the bearer token is the credential.
@@ -186,7 +190,6 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .with_state(state)
         .layer(axum::middleware::from_fn(web::security_headers))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE, header::LOCATION]))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
