@@ -97,7 +97,7 @@ impl AppState {
         let demo_config = gateway::demo::config();
         let shutdown = demo_config.cancellation_token.clone();
         let keys = KeyRing::load_or_create(&store, &sealer, settings.signing_alg, clock.now()).await?;
-        let first_run = bootstrap(&store, &clock).await?;
+        let first_run = bootstrap(&store, &sealer, &clock).await?;
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -119,7 +119,7 @@ impl AppState {
 }
 
 /// On an empty database: the `default` workspace and an admin who owns it.
-async fn bootstrap(store: &Store, clock: &SharedClock) -> Result<Option<FirstRun>, StartError> {
+async fn bootstrap(store: &Store, sealer: &Sealer, clock: &SharedClock) -> Result<Option<FirstRun>, StartError> {
     if store.count_users().await? > 0 {
         return Ok(None);
     }
@@ -127,7 +127,12 @@ async fn bootstrap(store: &Store, clock: &SharedClock) -> Result<Option<FirstRun
     let ws = match store.workspace_by_slug(DEFAULT_WORKSPACE).await? {
         Some(ws) => ws,
         None => {
-            workspace::create(store, clock.as_ref(), DEFAULT_WORKSPACE, Some("Default")).await.map_err(|e| fail(&e))?
+            let ws = workspace::create(store, clock.as_ref(), DEFAULT_WORKSPACE, Some("Default"))
+                .await
+                .map_err(|e| fail(&e))?;
+            let demo = gateway::registry::UpstreamConfig::Demo;
+            gateway::registry::add(store, sealer, clock.as_ref(), &ws.id, "demo", &demo).await.map_err(|e| fail(&e))?;
+            ws
         }
     };
     let admin_password = password::generate()?;

@@ -10,6 +10,7 @@ use gatehouse::app::{self, AppState};
 use gatehouse::clock::{Clock, SystemClock};
 use gatehouse::config::{FlagSettings, Settings, parse_duration};
 use gatehouse::store::Store;
+use gatehouse::gateway::registry::{self, UpstreamConfig};
 use gatehouse::workspace::{self, Role};
 use gatehouse::{identity, oauth};
 
@@ -60,6 +61,32 @@ enum Command {
     /// OAuth clients created by an operator.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Upstream MCP servers of a workspace.
+    #[command(subcommand)]
+    Upstream(UpstreamCommand),
+}
+
+#[derive(Subcommand)]
+enum UpstreamCommand {
+    /// Add an upstream: a Streamable HTTP URL, a stdio command, or the built-in demo server.
+    Add {
+        slug: String,
+        name: String,
+        #[arg(long, group = "kind", required = true)]
+        url: Option<String>,
+        /// Program and arguments, shell-quoted: --command "npx -y @scope/server"
+        #[arg(long, group = "kind")]
+        command: Option<String>,
+        #[arg(long, group = "kind", value_parser = ["demo"])]
+        builtin: Option<String>,
+        /// A header sent to an HTTP upstream on every request, e.g. "Authorization: Bearer ..." (repeatable).
+        #[arg(long = "header", requires = "url")]
+        headers: Vec<String>,
+    },
+    /// List a workspace's upstreams (header values are not shown).
+    List { slug: String },
+    /// Remove an upstream.
+    Remove { slug: String, name: String },
 }
 
 #[derive(Subcommand)]
@@ -245,6 +272,45 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     } else {
                         anyhow::bail!("no live machine token with id {id}");
                     }
+                }
+            }
+            Ok(())
+        }
+        Command::Upstream(cmd) => {
+            let (store, sealer, _) = app::open(&settings).await?;
+            match cmd {
+                UpstreamCommand::Add { slug, name, url, command, builtin: _, headers } => {
+                    let ws = find_workspace(&store, &slug).await?;
+                    let config = match (url, command) {
+                        (Some(url), _) => UpstreamConfig::Http {
+                            url,
+                            headers: headers.iter().map(|h| registry::parse_header(h)).collect::<Result<_, _>>()?,
+                        },
+                        (None, Some(command)) => UpstreamConfig::Stdio { argv: registry::parse_command(&command)? },
+                        (None, None) => UpstreamConfig::Demo,
+                    };
+                    registry::add(&store, &sealer, &clock, &ws.id, &name, &config).await?;
+                    println!("added upstream {name} to {slug}");
+                }
+                UpstreamCommand::List { slug } => {
+                    let ws = find_workspace(&store, &slug).await?;
+                    for (name, config) in registry::list(&store, &sealer, &ws.id).await? {
+                        match config {
+                            UpstreamConfig::Http { url, headers } => {
+                                let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+                                println!("{name}\thttp\t{url}\theaders: {}", if names.is_empty() { "-".into() } else { names.join(", ") });
+                            }
+                            UpstreamConfig::Stdio { argv } => println!("{name}\tstdio\t{}", shell_words::join(&argv)),
+                            UpstreamConfig::Demo => println!("{name}\tdemo"),
+                        }
+                    }
+                }
+                UpstreamCommand::Remove { slug, name } => {
+                    let ws = find_workspace(&store, &slug).await?;
+                    if !store.delete_upstream(&ws.id, &name).await? {
+                        anyhow::bail!("workspace {slug} has no upstream {name}");
+                    }
+                    println!("removed upstream {name} from {slug}");
                 }
             }
             Ok(())

@@ -4,6 +4,9 @@
 //! rmcp (the official Rust MCP SDK) is used only inside this module, so that its frequent major
 //! releases touch one place.
 
+pub mod aggregate;
 pub mod demo;
 pub mod endpoint;
+pub mod registry;
 pub mod sessions;
+pub mod upstream;

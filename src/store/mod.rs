@@ -9,6 +9,7 @@ mod grants;
 mod keys;
 mod machine_tokens;
 mod sessions;
+mod upstreams;
 mod users;
 mod workspaces;
 
@@ -18,6 +19,7 @@ pub use grants::{GrantRow, NewRefreshToken, RefreshOutcome};
 pub use keys::SigningKeyRow;
 pub use machine_tokens::MachineTokenRow;
 pub use sessions::SessionRow;
+pub use upstreams::UpstreamRow;
 pub use users::UserRow;
 pub use workspaces::{MembershipRow, WorkspaceRow};
 

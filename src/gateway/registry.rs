@@ -1,0 +1,165 @@
+//! The upstream servers configured for each workspace (`gatehouse upstream add`): checked,
+//! stored (static headers sealed, since they often carry API keys) and read back.
+
+use crate::clock::Clock;
+use crate::crypto::CryptoError;
+use crate::crypto::aead::{Sealer, Slot};
+use crate::store::{Store, StoreError, UpstreamRow};
+
+/// What an upstream is, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamConfig {
+    /// A Streamable HTTP MCP server, with headers sent on every request (e.g. an API key).
+    Http { url: String, headers: Vec<(String, String)> },
+    /// A local program speaking MCP over stdio: program and arguments.
+    Stdio { argv: Vec<String> },
+    /// The built-in demo server.
+    Demo,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// Upstream names prefix tool names (`{upstream}__{tool}`), so they are short, lower case,
+/// and never contain the `__` separator.
+pub fn validate_name(name: &str) -> Result<(), RegistryError> {
+    let ok = (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && !name.contains("__");
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "`{name}` is not a valid upstream name: use 1-32 lowercase letters, digits, - and _ (not `__`), starting with a letter or digit"
+        )))
+    }
+}
+
+/// Parses `--command "CMD ARGS"` with shell quoting rules.
+pub fn parse_command(command: &str) -> Result<Vec<String>, RegistryError> {
+    let argv = shell_words::split(command)
+        .map_err(|e| RegistryError::Invalid(format!("--command could not be parsed ({e}); quote arguments with spaces")))?;
+    if argv.is_empty() {
+        return Err(RegistryError::Invalid("--command is empty".into()));
+    }
+    Ok(argv)
+}
+
+/// Parses `--header "Name: value"`.
+pub fn parse_header(header: &str) -> Result<(String, String), RegistryError> {
+    let (name, value) = header
+        .split_once(':')
+        .ok_or_else(|| RegistryError::Invalid(format!("--header `{header}` must look like `Name: value`")))?;
+    let name = name.trim();
+    let value = value.trim();
+    if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() || axum::http::HeaderValue::from_str(value).is_err() {
+        return Err(RegistryError::Invalid(format!("--header `{name}` is not a valid HTTP header")));
+    }
+    if name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case("content-length") {
+        return Err(RegistryError::Invalid(format!("--header `{name}` cannot be set")));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+fn headers_slot(id: &str) -> Slot<'_> {
+    Slot { table: "upstreams", row: id, column: "headers" }
+}
+
+pub async fn add(
+    store: &Store,
+    sealer: &Sealer,
+    clock: &dyn Clock,
+    workspace_id: &str,
+    name: &str,
+    config: &UpstreamConfig,
+) -> Result<UpstreamRow, RegistryError> {
+    validate_name(name)?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut row = UpstreamRow {
+        id,
+        workspace_id: workspace_id.to_owned(),
+        name: name.to_owned(),
+        kind: String::new(),
+        url: None,
+        command: None,
+        headers: None,
+        created_at: clock.now(),
+    };
+    match config {
+        UpstreamConfig::Http { url, headers } => {
+            let parsed = url::Url::parse(url).map_err(|e| RegistryError::Invalid(format!("--url `{url}`: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(RegistryError::Invalid(format!("--url `{url}` must be an http(s) URL")));
+            }
+            row.kind = "http".into();
+            row.url = Some(url.clone());
+            if !headers.is_empty() {
+                let json = serde_json::to_vec(headers).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+                row.headers = Some(sealer.seal(&json, &headers_slot(&row.id))?);
+            }
+        }
+        UpstreamConfig::Stdio { argv } => {
+            if argv.is_empty() {
+                return Err(RegistryError::Invalid("--command is empty".into()));
+            }
+            row.kind = "stdio".into();
+            row.command = Some(serde_json::to_string(argv).map_err(|e| RegistryError::Invalid(e.to_string()))?);
+        }
+        UpstreamConfig::Demo => row.kind = "demo".into(),
+    }
+    store.insert_upstream(&row).await?;
+    Ok(row)
+}
+
+/// The configured upstreams of a workspace, headers unsealed.
+pub async fn list(store: &Store, sealer: &Sealer, workspace_id: &str) -> Result<Vec<(String, UpstreamConfig)>, RegistryError> {
+    let mut out = Vec::new();
+    for row in store.upstreams_of_workspace(workspace_id).await? {
+        let config = match row.kind.as_str() {
+            "http" => {
+                let headers = match &row.headers {
+                    Some(sealed) => serde_json::from_slice(&sealer.open(sealed, &headers_slot(&row.id))?)
+                        .map_err(|e| RegistryError::Invalid(format!("stored headers of `{}` unreadable: {e}", row.name)))?,
+                    None => Vec::new(),
+                };
+                UpstreamConfig::Http { url: row.url.clone().unwrap_or_default(), headers }
+            }
+            "stdio" => UpstreamConfig::Stdio {
+                argv: serde_json::from_str(row.command.as_deref().unwrap_or("[]"))
+                    .map_err(|e| RegistryError::Invalid(format!("stored command of `{}` unreadable: {e}", row.name)))?,
+            },
+            _ => UpstreamConfig::Demo,
+        };
+        out.push((row.name, config));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_commands_and_headers() {
+        assert!(validate_name("github").is_ok());
+        assert!(validate_name("my_api-2").is_ok());
+        for bad in ["", "Git", "a__b", "-x", &"a".repeat(33), "a b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_command("npx -y \"@scope/server\" --flag 'a b'").unwrap(), ["npx", "-y", "@scope/server", "--flag", "a b"]);
+        assert!(parse_command("   ").is_err());
+        assert!(parse_command("unterminated 'quote").is_err());
+        assert_eq!(parse_header("Authorization: Bearer x").unwrap(), ("Authorization".into(), "Bearer x".into()));
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("Bad Name: x").is_err());
+        assert!(parse_header("Host: evil").is_err());
+    }
+}

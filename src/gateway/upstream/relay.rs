@@ -1,0 +1,240 @@
+//! The gateway's client-side handler for one upstream session: passes what the upstream sends
+//! on its own initiative (progress, log messages, list changes, and the server-to-client
+//! requests sampling, elicitation and roots) on to the downstream MCP client.
+//!
+//! Which downstream client? The one whose request is being forwarded when the message arrives
+//! (progress is matched exactly by its token); failing that, the client that last used this
+//! upstream session. With one aggregator per downstream session, as the gateway runs it, that
+//! is always the right client.
+
+// Sampling, roots and logging are deprecated by SEP-2577 but still part of the revisions the
+// gateway serves (2025-06-18, 2025-11-25), so they are relayed.
+#![allow(deprecated)]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use rmcp::{
+    ClientHandler, ErrorData, Peer, RoleClient, RoleServer,
+    model::{
+        ClientConfig, ClientResult, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
+        ElicitRequest, ElicitRequestParams, ElicitResult, ErrorCode, GetExtensions, ListRootsRequest, ListRootsResult,
+        LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken, RequestId,
+        ResourceUpdatedNotificationParam, ServerRequest,
+    },
+    service::{NotificationContext, OriginatingRequestId, RequestContext},
+};
+
+/// Client handler of an upstream session; cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Relay(Arc<Inner>);
+
+struct Inner {
+    upstream: String,
+    config: ClientConfig,
+    /// The downstream client that last sent a request through this session.
+    latest: Mutex<Option<Peer<RoleServer>>>,
+    /// Requests being forwarded, by the progress token the gateway gave them upstream.
+    forwards: Mutex<HashMap<ProgressToken, Forward>>,
+    sequence: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Forward {
+    peer: Peer<RoleServer>,
+    /// The downstream request: server-to-client requests are sent in its context, so that a
+    /// Streamable HTTP client receives them on that request's response stream.
+    request: RequestId,
+    /// The downstream client's progress token, if it asked for progress.
+    progress: Option<ProgressToken>,
+    sequence: u64,
+}
+
+/// Marks a request as being forwarded until dropped.
+pub struct Forwarding {
+    relay: Relay,
+    token: ProgressToken,
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        lock(&self.relay.0.forwards).remove(&self.token);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded maps stay consistent even if a holder panicked.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Relay {
+    pub fn new(upstream: &str, config: ClientConfig) -> Self {
+        Self(Arc::new(Inner {
+            upstream: upstream.to_owned(),
+            config,
+            latest: Mutex::default(),
+            forwards: Mutex::default(),
+            sequence: AtomicU64::new(0),
+        }))
+    }
+
+    /// Makes `peer` the downstream client for messages not tied to a forwarded request.
+    pub fn attach(&self, peer: &Peer<RoleServer>) {
+        *lock(&self.0.latest) = Some(peer.clone());
+    }
+
+    /// Records that the upstream request tagged `upstream_token` is forwarded for `context`.
+    pub fn begin(&self, upstream_token: &ProgressToken, context: &RequestContext<RoleServer>) -> Forwarding {
+        let forward = Forward {
+            peer: context.peer.clone(),
+            request: context.id.clone(),
+            progress: context.meta.get_progress_token(),
+            sequence: self.0.sequence.fetch_add(1, Ordering::Relaxed),
+        };
+        lock(&self.0.forwards).insert(upstream_token.clone(), forward);
+        Forwarding { relay: self.clone(), token: upstream_token.clone() }
+    }
+
+    fn latest_peer(&self) -> Option<Peer<RoleServer>> {
+        lock(&self.0.latest).clone()
+    }
+
+    /// The most recent forwarded request still in flight.
+    fn current(&self) -> Option<Forward> {
+        lock(&self.0.forwards).values().max_by_key(|forward| forward.sequence).cloned()
+    }
+
+    /// Sends a server-to-client request to the downstream client, in the context of the
+    /// forwarded request it most likely belongs to.
+    async fn ask_downstream(
+        &self,
+        mut request: ServerRequest,
+        context: &RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        let (peer, origin) = match self.current() {
+            Some(forward) => (forward.peer, Some(forward.request)),
+            None => match self.latest_peer() {
+                Some(peer) => (peer, None),
+                None => return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "no client is connected", None)),
+            },
+        };
+        if let Some(origin) = origin {
+            request.extensions_mut().insert(OriginatingRequestId(origin));
+        }
+        // rmcp stamps outbound requests with the request being handled on this task (here: the
+        // upstream's), which would override the marker set above; a fresh task has none.
+        let send = tokio::spawn(async move { peer.send_request(request).await });
+        let upstream = self.0.upstream.clone();
+        tokio::select! {
+            joined = send => match joined {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(rmcp::ServiceError::McpError(error))) => Err(error),
+                Ok(Err(other)) => Err(ErrorData::internal_error(format!("the client did not answer: {other}"), None)),
+                Err(_) => Err(ErrorData::internal_error("relaying to the client failed", None)),
+            },
+            () = context.ct.cancelled() => {
+                tracing::debug!(%upstream, "upstream cancelled its request to the client");
+                Err(ErrorData::internal_error("cancelled by the server", None))
+            }
+        }
+    }
+}
+
+fn unexpected() -> ErrorData {
+    ErrorData::internal_error("the client sent an unexpected answer", None)
+}
+
+impl ClientHandler for Relay {
+    fn get_info(&self) -> ClientConfig {
+        self.0.config.clone()
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+        match self.ask_downstream(request, &context).await? {
+            ClientResult::CreateMessageResult(result) => Ok(*result),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn list_roots(&self, context: RequestContext<RoleClient>) -> Result<ListRootsResult, ErrorData> {
+        let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
+        match self.ask_downstream(request, &context).await? {
+            ClientResult::ListRootsResult(result) => Ok(result),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        match self.ask_downstream(request, &context).await? {
+            ClientResult::ElicitResult(result) => Ok(result),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn on_progress(&self, mut params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+        let forward = lock(&self.0.forwards).get(&params.progress_token).cloned();
+        // Progress nobody asked for (no downstream token) has nowhere to go.
+        if let Some(Forward { peer, progress: Some(token), .. }) = forward {
+            params.progress_token = token;
+            drop(peer.notify_progress(params).await);
+        }
+    }
+
+    async fn on_logging_message(
+        &self,
+        mut params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        // The logger names the upstream, so that the client can tell merged servers apart.
+        params.logger = Some(match params.logger.take() {
+            Some(logger) => format!("{}/{logger}", self.0.upstream),
+            None => self.0.upstream.clone(),
+        });
+        if let Some(peer) = self.latest_peer() {
+            drop(peer.notify_logging_message(params).await);
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Some(peer) = self.latest_peer() {
+            drop(peer.notify_resource_updated(params).await);
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        if let Some(peer) = self.latest_peer() {
+            drop(peer.notify_tool_list_changed().await);
+        }
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        if let Some(peer) = self.latest_peer() {
+            drop(peer.notify_prompt_list_changed().await);
+        }
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        if let Some(peer) = self.latest_peer() {
+            drop(peer.notify_resource_list_changed().await);
+        }
+    }
+}
