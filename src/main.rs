@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use gatehouse::app::{self, AppState};
 use gatehouse::clock::{Clock, SystemClock};
 use gatehouse::config::{FlagSettings, Settings, parse_duration};
-use gatehouse::store::Store;
 use gatehouse::gateway::registry::{self, UpstreamConfig};
+use gatehouse::store::Store;
 use gatehouse::workspace::{self, Role};
 use gatehouse::{identity, oauth};
 
@@ -298,7 +298,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         match config {
                             UpstreamConfig::Http { url, headers } => {
                                 let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-                                println!("{name}\thttp\t{url}\theaders: {}", if names.is_empty() { "-".into() } else { names.join(", ") });
+                                println!(
+                                    "{name}\thttp\t{url}\theaders: {}",
+                                    if names.is_empty() { "-".into() } else { names.join(", ") }
+                                );
                             }
                             UpstreamConfig::Stdio { argv } => println!("{name}\tstdio\t{}", shell_words::join(&argv)),
                             UpstreamConfig::Demo => println!("{name}\tdemo"),

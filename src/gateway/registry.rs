@@ -45,8 +45,9 @@ pub fn validate_name(name: &str) -> Result<(), RegistryError> {
 
 /// Parses `--command "CMD ARGS"` with shell quoting rules.
 pub fn parse_command(command: &str) -> Result<Vec<String>, RegistryError> {
-    let argv = shell_words::split(command)
-        .map_err(|e| RegistryError::Invalid(format!("--command could not be parsed ({e}); quote arguments with spaces")))?;
+    let argv = shell_words::split(command).map_err(|e| {
+        RegistryError::Invalid(format!("--command could not be parsed ({e}); quote arguments with spaces"))
+    })?;
     if argv.is_empty() {
         return Err(RegistryError::Invalid("--command is empty".into()));
     }
@@ -60,7 +61,8 @@ pub fn parse_header(header: &str) -> Result<(String, String), RegistryError> {
         .ok_or_else(|| RegistryError::Invalid(format!("--header `{header}` must look like `Name: value`")))?;
     let name = name.trim();
     let value = value.trim();
-    if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() || axum::http::HeaderValue::from_str(value).is_err() {
+    if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() || axum::http::HeaderValue::from_str(value).is_err()
+    {
         return Err(RegistryError::Invalid(format!("--header `{name}` is not a valid HTTP header")));
     }
     if name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case("content-length") {
@@ -120,14 +122,21 @@ pub async fn add(
 }
 
 /// The configured upstreams of a workspace, headers unsealed.
-pub async fn list(store: &Store, sealer: &Sealer, workspace_id: &str) -> Result<Vec<(String, UpstreamConfig)>, RegistryError> {
+pub async fn list(
+    store: &Store,
+    sealer: &Sealer,
+    workspace_id: &str,
+) -> Result<Vec<(String, UpstreamConfig)>, RegistryError> {
     let mut out = Vec::new();
     for row in store.upstreams_of_workspace(workspace_id).await? {
         let config = match row.kind.as_str() {
             "http" => {
                 let headers = match &row.headers {
-                    Some(sealed) => serde_json::from_slice(&sealer.open(sealed, &headers_slot(&row.id))?)
-                        .map_err(|e| RegistryError::Invalid(format!("stored headers of `{}` unreadable: {e}", row.name)))?,
+                    Some(sealed) => {
+                        serde_json::from_slice(&sealer.open(sealed, &headers_slot(&row.id))?).map_err(|e| {
+                            RegistryError::Invalid(format!("stored headers of `{}` unreadable: {e}", row.name))
+                        })?
+                    }
                     None => Vec::new(),
                 };
                 UpstreamConfig::Http { url: row.url.clone().unwrap_or_default(), headers }
@@ -154,7 +163,10 @@ mod tests {
         for bad in ["", "Git", "a__b", "-x", &"a".repeat(33), "a b"] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse_command("npx -y \"@scope/server\" --flag 'a b'").unwrap(), ["npx", "-y", "@scope/server", "--flag", "a b"]);
+        assert_eq!(
+            parse_command("npx -y \"@scope/server\" --flag 'a b'").unwrap(),
+            ["npx", "-y", "@scope/server", "--flag", "a b"]
+        );
         assert!(parse_command("   ").is_err());
         assert!(parse_command("unterminated 'quote").is_err());
         assert_eq!(parse_header("Authorization: Bearer x").unwrap(), ("Authorization".into(), "Bearer x".into()));

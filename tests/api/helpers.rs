@@ -31,12 +31,16 @@ macro_rules! both_backends {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
+                let mut app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
+                // Held here until the test ends: the body's `async move` captures only the
+                // fields it uses, so a directory left inside `app` would be deleted at once.
+                let _data_dir = app.data_dir.take();
                 ($body)(app).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
+                let mut app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
+                let _data_dir = app.data_dir.take();
                 ($body)(app).await;
             }
         }
@@ -50,7 +54,8 @@ pub struct TestApp {
     /// A client that follows no redirects and keeps no cookies (an OAuth client).
     pub http: reqwest::Client,
     pub backend: Backend,
-    _dir: tempfile::TempDir,
+    /// The data directory (SQLite file, master key); see `both_backends!` for who holds it.
+    pub data_dir: Option<tempfile::TempDir>,
 }
 
 static PG_SWEEP: OnceCell<()> = OnceCell::const_new();
@@ -113,7 +118,14 @@ impl TestApp {
         let clock = Arc::new(ManualClock::starting_now());
         let running = app::start(settings, clock.clone(), false).await.expect("server starts");
         let http = reqwest::Client::builder().redirect(Policy::none()).build().expect("client");
-        TestApp { url: format!("http://{}", running.addr), state: running.state, clock, http, backend, _dir: dir }
+        TestApp {
+            url: format!("http://{}", running.addr),
+            state: running.state,
+            clock,
+            http,
+            backend,
+            data_dir: Some(dir),
+        }
     }
 
     /// Rows in `table`, counted over a separate connection (to show that a refused request
