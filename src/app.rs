@@ -130,7 +130,7 @@ async fn bootstrap(store: &Store, sealer: &Sealer, clock: &SharedClock) -> Resul
             let ws = workspace::create(store, clock.as_ref(), DEFAULT_WORKSPACE, Some("Default"))
                 .await
                 .map_err(|e| fail(&e))?;
-            let demo = gateway::registry::UpstreamConfig::Demo;
+            let demo = gateway::upstream::UpstreamSpec::Demo;
             gateway::registry::add(store, sealer, clock.as_ref(), &ws.id, "demo", &demo).await.map_err(|e| fail(&e))?;
             ws
         }

@@ -215,7 +215,7 @@ pub fn normalize_public_url(input: &str) -> Result<String, String> {
     Ok(text)
 }
 
-/// Parses `90d`, `12h`, `15m`, `30s` (or bare seconds) into seconds.
+/// Parses `90d`, `12h`, `15m`, `30s`, `1y` (365 days) or bare seconds into seconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let text = text.trim();
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -229,6 +229,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         "h" => 3_600,
         "d" => 86_400,
         "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
         _ => return Err(format!("`{text}` is not a duration such as 90d, 12h, 15m or 30s")),
     };
     n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too long"))
@@ -256,7 +257,8 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(900));
         assert_eq!(parse_duration("42"), Ok(42));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3y").is_err());
+        assert_eq!(parse_duration("1y"), Ok(365 * 86_400));
+        assert!(parse_duration("3x").is_err());
     }
 
     #[test]

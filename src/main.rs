@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use gatehouse::app::{self, AppState};
 use gatehouse::clock::{Clock, SystemClock};
 use gatehouse::config::{FlagSettings, Settings, parse_duration};
-use gatehouse::gateway::registry::{self, UpstreamConfig};
+use gatehouse::gateway::registry;
+use gatehouse::gateway::upstream::UpstreamSpec;
 use gatehouse::store::Store;
 use gatehouse::workspace::{self, Role};
 use gatehouse::{identity, oauth};
@@ -69,15 +70,16 @@ enum Command {
 #[derive(Subcommand)]
 enum UpstreamCommand {
     /// Add an upstream: a Streamable HTTP URL, a stdio command, or the built-in demo server.
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["url", "command", "builtin"])))]
     Add {
         slug: String,
         name: String,
-        #[arg(long, group = "kind", required = true)]
+        #[arg(long)]
         url: Option<String>,
         /// Program and arguments, shell-quoted: --command "npx -y @scope/server"
-        #[arg(long, group = "kind")]
+        #[arg(long)]
         command: Option<String>,
-        #[arg(long, group = "kind", value_parser = ["demo"])]
+        #[arg(long, value_parser = ["demo"])]
         builtin: Option<String>,
         /// A header sent to an HTTP upstream on every request, e.g. "Authorization: Bearer ..." (repeatable).
         #[arg(long = "header", requires = "url")]
@@ -281,30 +283,34 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             match cmd {
                 UpstreamCommand::Add { slug, name, url, command, builtin: _, headers } => {
                     let ws = find_workspace(&store, &slug).await?;
-                    let config = match (url, command) {
-                        (Some(url), _) => UpstreamConfig::Http {
+                    let spec = match (url, command) {
+                        (Some(url), _) => UpstreamSpec::Http {
                             url,
                             headers: headers.iter().map(|h| registry::parse_header(h)).collect::<Result<_, _>>()?,
                         },
-                        (None, Some(command)) => UpstreamConfig::Stdio { argv: registry::parse_command(&command)? },
-                        (None, None) => UpstreamConfig::Demo,
+                        (None, Some(command)) => registry::parse_command(&command)?,
+                        (None, None) => UpstreamSpec::Demo,
                     };
-                    registry::add(&store, &sealer, &clock, &ws.id, &name, &config).await?;
+                    registry::add(&store, &sealer, &clock, &ws.id, &name, &spec).await?;
                     println!("added upstream {name} to {slug}");
                 }
                 UpstreamCommand::List { slug } => {
                     let ws = find_workspace(&store, &slug).await?;
-                    for (name, config) in registry::list(&store, &sealer, &ws.id).await? {
-                        match config {
-                            UpstreamConfig::Http { url, headers } => {
+                    for upstream in registry::list(&store, &sealer, &ws.id).await? {
+                        let name = &upstream.name;
+                        match upstream.spec {
+                            UpstreamSpec::Http { url, headers } => {
                                 let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
                                 println!(
                                     "{name}\thttp\t{url}\theaders: {}",
                                     if names.is_empty() { "-".into() } else { names.join(", ") }
                                 );
                             }
-                            UpstreamConfig::Stdio { argv } => println!("{name}\tstdio\t{}", shell_words::join(&argv)),
-                            UpstreamConfig::Demo => println!("{name}\tdemo"),
+                            UpstreamSpec::Stdio { command, args } => {
+                                let argv = std::iter::once(&command).chain(&args);
+                                println!("{name}\tstdio\t{}", shell_words::join(argv));
+                            }
+                            UpstreamSpec::Demo => println!("{name}\tdemo"),
                         }
                     }
                 }

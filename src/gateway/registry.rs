@@ -1,21 +1,11 @@
 //! The upstream servers configured for each workspace (`gatehouse upstream add`): checked,
 //! stored (static headers sealed, since they often carry API keys) and read back.
 
+use super::upstream::{Upstream, UpstreamSpec};
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::crypto::aead::{Sealer, Slot};
 use crate::store::{Store, StoreError, UpstreamRow};
-
-/// What an upstream is, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamConfig {
-    /// A Streamable HTTP MCP server, with headers sent on every request (e.g. an API key).
-    Http { url: String, headers: Vec<(String, String)> },
-    /// A local program speaking MCP over stdio: program and arguments.
-    Stdio { argv: Vec<String> },
-    /// The built-in demo server.
-    Demo,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -43,15 +33,15 @@ pub fn validate_name(name: &str) -> Result<(), RegistryError> {
     }
 }
 
-/// Parses `--command "CMD ARGS"` with shell quoting rules.
-pub fn parse_command(command: &str) -> Result<Vec<String>, RegistryError> {
+/// Parses `--command "CMD ARGS"` with shell quoting rules into a stdio upstream.
+pub fn parse_command(command: &str) -> Result<UpstreamSpec, RegistryError> {
     let argv = shell_words::split(command).map_err(|e| {
         RegistryError::Invalid(format!("--command could not be parsed ({e}); quote arguments with spaces"))
     })?;
-    if argv.is_empty() {
-        return Err(RegistryError::Invalid("--command is empty".into()));
+    match argv.split_first() {
+        Some((program, args)) => Ok(UpstreamSpec::Stdio { command: program.clone(), args: args.to_vec() }),
+        None => Err(RegistryError::Invalid("--command is empty".into())),
     }
-    Ok(argv)
 }
 
 /// Parses `--header "Name: value"`.
@@ -81,7 +71,7 @@ pub async fn add(
     clock: &dyn Clock,
     workspace_id: &str,
     name: &str,
-    config: &UpstreamConfig,
+    spec: &UpstreamSpec,
 ) -> Result<UpstreamRow, RegistryError> {
     validate_name(name)?;
     let id = uuid::Uuid::now_v7().to_string();
@@ -95,8 +85,8 @@ pub async fn add(
         headers: None,
         created_at: clock.now(),
     };
-    match config {
-        UpstreamConfig::Http { url, headers } => {
+    match spec {
+        UpstreamSpec::Http { url, headers } => {
             let parsed = url::Url::parse(url).map_err(|e| RegistryError::Invalid(format!("--url `{url}`: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
                 return Err(RegistryError::Invalid(format!("--url `{url}` must be an http(s) URL")));
@@ -108,28 +98,25 @@ pub async fn add(
                 row.headers = Some(sealer.seal(&json, &headers_slot(&row.id))?);
             }
         }
-        UpstreamConfig::Stdio { argv } => {
-            if argv.is_empty() {
+        UpstreamSpec::Stdio { command, args } => {
+            if command.trim().is_empty() {
                 return Err(RegistryError::Invalid("--command is empty".into()));
             }
+            let argv: Vec<&String> = std::iter::once(command).chain(args).collect();
             row.kind = "stdio".into();
-            row.command = Some(serde_json::to_string(argv).map_err(|e| RegistryError::Invalid(e.to_string()))?);
+            row.command = Some(serde_json::to_string(&argv).map_err(|e| RegistryError::Invalid(e.to_string()))?);
         }
-        UpstreamConfig::Demo => row.kind = "demo".into(),
+        UpstreamSpec::Demo => row.kind = "demo".into(),
     }
     store.insert_upstream(&row).await?;
     Ok(row)
 }
 
 /// The configured upstreams of a workspace, headers unsealed.
-pub async fn list(
-    store: &Store,
-    sealer: &Sealer,
-    workspace_id: &str,
-) -> Result<Vec<(String, UpstreamConfig)>, RegistryError> {
+pub async fn list(store: &Store, sealer: &Sealer, workspace_id: &str) -> Result<Vec<Upstream>, RegistryError> {
     let mut out = Vec::new();
     for row in store.upstreams_of_workspace(workspace_id).await? {
-        let config = match row.kind.as_str() {
+        let spec = match row.kind.as_str() {
             "http" => {
                 let headers = match &row.headers {
                     Some(sealed) => {
@@ -139,15 +126,19 @@ pub async fn list(
                     }
                     None => Vec::new(),
                 };
-                UpstreamConfig::Http { url: row.url.clone().unwrap_or_default(), headers }
+                UpstreamSpec::Http { url: row.url.clone().unwrap_or_default(), headers }
             }
-            "stdio" => UpstreamConfig::Stdio {
-                argv: serde_json::from_str(row.command.as_deref().unwrap_or("[]"))
-                    .map_err(|e| RegistryError::Invalid(format!("stored command of `{}` unreadable: {e}", row.name)))?,
-            },
-            _ => UpstreamConfig::Demo,
+            "stdio" => {
+                let argv: Vec<String> = serde_json::from_str(row.command.as_deref().unwrap_or("[]"))
+                    .map_err(|e| RegistryError::Invalid(format!("stored command of `{}` unreadable: {e}", row.name)))?;
+                match argv.split_first() {
+                    Some((command, args)) => UpstreamSpec::Stdio { command: command.clone(), args: args.to_vec() },
+                    None => return Err(RegistryError::Invalid(format!("stored command of `{}` is empty", row.name))),
+                }
+            }
+            _ => UpstreamSpec::Demo,
         };
-        out.push((row.name, config));
+        out.push(Upstream { name: row.name, spec });
     }
     Ok(out)
 }
@@ -165,7 +156,10 @@ mod tests {
         }
         assert_eq!(
             parse_command("npx -y \"@scope/server\" --flag 'a b'").unwrap(),
-            ["npx", "-y", "@scope/server", "--flag", "a b"]
+            UpstreamSpec::Stdio {
+                command: "npx".into(),
+                args: vec!["-y".into(), "@scope/server".into(), "--flag".into(), "a b".into()]
+            }
         );
         assert!(parse_command("   ").is_err());
         assert!(parse_command("unterminated 'quote").is_err());

@@ -197,32 +197,37 @@ both_backends!(housekeeping_keeps_used_refresh_tokens_until_they_expire, |app: T
 });
 
 both_backends!(upstreams_are_stored_with_sealed_headers, |app: TestApp| async move {
-    use gatehouse::gateway::registry::{self, UpstreamConfig};
+    use gatehouse::gateway::registry;
+    use gatehouse::gateway::upstream::{Upstream, UpstreamSpec};
     let store = &app.state.store;
     let ws = store.workspace_by_slug("default").await.unwrap().unwrap();
     let first = registry::list(store, &app.state.sealer, &ws.id).await.unwrap();
-    assert_eq!(first, vec![("demo".to_owned(), UpstreamConfig::Demo)], "first run gives default the demo server");
+    assert_eq!(
+        first,
+        vec![Upstream { name: "demo".into(), spec: UpstreamSpec::Demo }],
+        "first run gives default the demo"
+    );
 
     let secret = "Bearer sk-live-very-secret";
-    let http = UpstreamConfig::Http {
+    let http = UpstreamSpec::Http {
         url: "https://api.example.com/mcp".into(),
         headers: vec![("Authorization".into(), secret.into())],
     };
     let row = registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws.id, "api", &http).await.unwrap();
     let sealed = row.headers.clone().unwrap();
     assert!(!String::from_utf8_lossy(&sealed).contains("sk-live"), "headers are sealed at rest");
-    let stdio = UpstreamConfig::Stdio { argv: vec!["python3".into(), "server.py".into()] };
+    let stdio = UpstreamSpec::Stdio { command: "python3".into(), args: vec!["server.py".into()] };
     registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws.id, "local", &stdio).await.unwrap();
     let listed = registry::list(store, &app.state.sealer, &ws.id).await.unwrap();
     assert_eq!(listed.len(), 3);
-    assert!(listed.contains(&("api".to_owned(), http.clone())));
-    assert!(listed.contains(&("local".to_owned(), stdio)));
+    assert!(listed.contains(&Upstream { name: "api".into(), spec: http.clone() }));
+    assert!(listed.contains(&Upstream { name: "local".into(), spec: stdio }));
 
-    let again = registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws.id, "api", &UpstreamConfig::Demo).await;
+    let again = registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws.id, "api", &UpstreamSpec::Demo).await;
     assert!(matches!(again, Err(registry::RegistryError::Store(gatehouse::store::StoreError::Conflict(_)))));
-    let bad = registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws.id, "a__b", &UpstreamConfig::Demo).await;
+    let bad = registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws.id, "a__b", &UpstreamSpec::Demo).await;
     assert!(matches!(bad, Err(registry::RegistryError::Invalid(_))));
-    let bad_url = UpstreamConfig::Http { url: "ftp://x".into(), headers: vec![] };
+    let bad_url = UpstreamSpec::Http { url: "ftp://x".into(), headers: vec![] };
     assert!(registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws.id, "ftp", &bad_url).await.is_err());
     assert_eq!(registry::list(store, &app.state.sealer, &ws.id).await.unwrap().len(), 3, "refusals wrote nothing");
     assert!(store.delete_upstream(&ws.id, "api").await.unwrap());
