@@ -39,8 +39,8 @@ pub struct AppState {
     pub forms: FormSigner,
     pub clock: SharedClock,
     pub login_throttle: Arc<LoginThrottle>,
-    /// The built-in demo MCP server; every workspace serves it until upstreams are configurable.
-    pub demo: gateway::demo::DemoService,
+    /// Each workspace's MCP server: its upstreams, aggregated.
+    pub workspaces: Arc<gateway::workspaces::WorkspaceServers>,
     pub sessions: Arc<gateway::sessions::SessionBindings>,
     /// Cancelled at shutdown: ends open MCP streams so the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -94,8 +94,7 @@ pub async fn open(settings: &Settings) -> Result<(Store, Sealer, FormSigner), St
 impl AppState {
     pub async fn build(settings: Settings, clock: SharedClock) -> Result<(Self, Option<FirstRun>), StartError> {
         let (store, sealer, forms) = open(&settings).await?;
-        let demo_config = gateway::demo::config();
-        let shutdown = demo_config.cancellation_token.clone();
+        let shutdown = tokio_util::sync::CancellationToken::new();
         let keys = KeyRing::load_or_create(&store, &sealer, settings.signing_alg, clock.now()).await?;
         let first_run = bootstrap(&store, &sealer, &clock).await?;
         let state = AppState {
@@ -106,7 +105,7 @@ impl AppState {
             forms,
             clock,
             login_throttle: Arc::new(LoginThrottle::default()),
-            demo: gateway::demo::service(demo_config),
+            workspaces: Arc::new(gateway::workspaces::WorkspaceServers::new(shutdown.clone())),
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
             shutdown,
         };

@@ -147,6 +147,33 @@ impl Aggregator {
         }))
     }
 
+    /// A merged server that connects to each upstream on first use. rmcp builds one handler
+    /// per MCP session from a synchronous factory, so connecting cannot happen up front.
+    pub fn lazy(upstreams: Vec<Upstream>) -> Self {
+        let naming = Naming::new(upstreams.iter().map(|upstream| upstream.name.as_str()));
+        // "Last attempted long ago": the first request connects at once.
+        let long_ago = Instant::now().checked_sub(RETRY_AFTER).unwrap_or_else(Instant::now);
+        let slots = upstreams
+            .into_iter()
+            .map(|upstream| Slot {
+                upstream,
+                state: AsyncMutex::new(SlotState {
+                    client: None,
+                    problem: "not connected yet".to_owned(),
+                    last_attempt: long_ago,
+                }),
+            })
+            .collect();
+        Self(Arc::new(Inner {
+            slots,
+            naming,
+            instructions: None,
+            resource_owners: Mutex::default(),
+            template_prefixes: Mutex::default(),
+            downstream: Mutex::default(),
+        }))
+    }
+
     fn name_of(&self, index: usize) -> &str {
         self.0.slots.get(index).map_or("?", |slot| slot.upstream.name.as_str())
     }

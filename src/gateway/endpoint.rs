@@ -12,6 +12,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::demo::Caller;
+use super::registry;
 use super::sessions::Binding;
 use crate::app::AppState;
 use crate::oauth::scope::{DEFAULT_SCOPE, ScopeSet};
@@ -26,7 +27,7 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: Request) -> Response {
     let resource_metadata = metadata_url(&state.settings.public_url, &slug);
     let ctx = ChallengeContext { resource_metadata: &resource_metadata, default_scope: DEFAULT_SCOPE };
-    let (req, owner) = match admit(&state, &slug, req).await {
+    let (req, owner, workspace_id) = match admit(&state, &slug, req).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response_with(&ctx),
     };
@@ -38,8 +39,23 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
         // As the transport says for unknown sessions: 404, and the client starts a new one.
         return (StatusCode::NOT_FOUND, "session not found: initialize a new MCP session").into_response();
     }
+    let service = match &session {
+        // A new session (or a stateless request) uses the workspace's current upstreams.
+        None => match registry::list(&state.store, &state.sealer, &workspace_id).await {
+            Ok(upstreams) => state.workspaces.for_config(&workspace_id, upstreams),
+            Err(e) => {
+                tracing::error!(error = %e, workspace = %slug, "cannot read the workspace's upstreams");
+                return (StatusCode::SERVICE_UNAVAILABLE, "the workspace's servers cannot be loaded; retry shortly")
+                    .into_response();
+            }
+        },
+        Some(_) => match state.workspaces.current(&workspace_id) {
+            Some(service) => service,
+            None => return (StatusCode::NOT_FOUND, "session not found: initialize a new MCP session").into_response(),
+        },
+    };
     let closing = req.method() == Method::DELETE;
-    let res = match state.demo.clone().oneshot(req).await {
+    let res = match service.oneshot(req).await {
         Ok(res) => res.map(Body::new),
         Err(never) => match never {},
     };
@@ -55,8 +71,8 @@ const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Runs every check; returns the request to forward, with the caller's identity attached
 /// and the Authorization header removed (the client's token never travels upstream).
-/// Also returns who is calling, as the key their MCP sessions are bound to.
-async fn admit(state: &AppState, slug: &str, req: Request) -> Result<(Request, String), Refusal> {
+/// Also returns who is calling (the key their MCP sessions are bound to) and the workspace id.
+async fn admit(state: &AppState, slug: &str, req: Request) -> Result<(Request, String, String), Refusal> {
     origin::check(req.headers(), &state.settings.public_url)?;
     let ws = state
         .store
@@ -87,7 +103,7 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<(Request, S
     });
     let owner = format!("{}\0{}\0{}", principal.workspace_id, principal.client_id, principal.subject);
     parts.extensions.insert(principal);
-    Ok((Request::from_parts(parts, body), owner))
+    Ok((Request::from_parts(parts, body), owner, ws.id))
 }
 
 /// Every method in the message (one request or a batch) must be covered by the token's

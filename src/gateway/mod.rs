@@ -10,3 +10,4 @@ pub mod endpoint;
 pub mod registry;
 pub mod sessions;
 pub mod upstream;
+pub mod workspaces;

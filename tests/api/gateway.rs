@@ -246,3 +246,48 @@ both_backends!(sessions_are_bound_to_who_opened_them, |app: TestApp| async move 
     .await;
     assert_eq!(made_up.status, 404);
 });
+
+/// Serves the built-in demo over Streamable HTTP on a loopback port, as an upstream would be.
+async fn http_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = gatehouse::gateway::demo::service(gatehouse::gateway::demo::config());
+    let router = axum::Router::new().route_service("/mcp", service);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}/mcp")
+}
+
+both_backends!(upstreams_are_merged_and_a_dead_one_is_named, |app: TestApp| async move {
+    use gatehouse::gateway::{registry, upstream::UpstreamSpec};
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let ws = app.state.store.workspace_by_slug("default").await.unwrap().unwrap();
+    let web = UpstreamSpec::Http { url: http_upstream().await, headers: vec![("X-Api-Key".into(), "k".into())] };
+    registry::add(&app.state.store, &app.state.sealer, app.clock.as_ref(), &ws.id, "web", &web).await.unwrap();
+    // A port that was open a moment ago and is closed now: nothing listens there.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let down = UpstreamSpec::Http { url: format!("http://{closed}/mcp"), headers: vec![] };
+    registry::add(&app.state.store, &app.state.sealer, app.clock.as_ref(), &ws.id, "down", &down).await.unwrap();
+
+    // A new session sees the new configuration, names prefixed by upstream.
+    let session = open_session(&app, at).await;
+    let list =
+        rpc(&app, "default", Some(at), Some(&session), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+            .await;
+    let mut names: Vec<&str> =
+        list.body["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["demo__add", "demo__echo", "demo__whoami", "web__add", "web__echo", "web__whoami"],
+        "{}",
+        list.body
+    );
+    let sum = rpc(&app, "default", Some(at), Some(&session), call(3, "web__add", json!({"a": 2, "b": 3}))).await;
+    assert_eq!(sum.body["result"]["content"][0]["text"], "5", "{}", sum.body);
+    let who = rpc(&app, "default", Some(at), Some(&session), call(4, "demo__whoami", json!({}))).await;
+    assert!(who.body["result"]["content"][0]["text"].as_str().unwrap().contains(tokens["client_id"].as_str().unwrap()));
+    let dead = rpc(&app, "default", Some(at), Some(&session), call(5, "down__echo", json!({"text": "x"}))).await;
+    let message = dead.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("down") && message.contains("unavailable"), "{}", dead.body);
+});
