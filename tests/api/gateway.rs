@@ -291,3 +291,28 @@ both_backends!(upstreams_are_merged_and_a_dead_one_is_named, |app: TestApp| asyn
     let message = dead.body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("down") && message.contains("unavailable"), "{}", dead.body);
 });
+
+both_backends!(broken_and_oversized_messages_get_clear_answers, |app: TestApp| async move {
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let post = |body: Vec<u8>| {
+        app.http
+            .post(app.mcp_url("default"))
+            .bearer_auth(at)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+    };
+    let huge = post(vec![b' '; 5 * 1024 * 1024]).await.unwrap();
+    assert_eq!(huge.status(), 400, "over the 4 MiB message cap");
+    assert!(huge.headers()["www-authenticate"].to_str().unwrap().contains("invalid_request"));
+    for garbage in [&b"{not json"[..], b"[]", b"\xff\xfe", b"{\"jsonrpc\":\"2.0\",\"id\":1}"] {
+        let res = post(garbage.to_vec()).await.unwrap();
+        let status = res.status().as_u16();
+        assert!((400..500).contains(&status), "{status} for {}", String::from_utf8_lossy(garbage));
+    }
+    // Without a token, a body is never read: the challenge comes first.
+    let anonymous = app.http.post(app.mcp_url("default")).body(vec![b'x'; 1024]).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+});
