@@ -171,6 +171,8 @@ async fn refresh(state: &AppState, client: &ClientRow, params: &Params) -> Resul
         }
         check_resource(state, params, &workspace(state, &grant.workspace_id).await?)?;
     }
+    // Grant id and scope are left blank: the store fills both in from the token it spends,
+    // which is only known inside the rotation transaction.
     let (new_token, new_row) = issue::refresh_token(state, "", "")?;
     let (grant, granted_scope) =
         match state.store.rotate_refresh_token(&token_hash, &client.id, now, REFRESH_REUSE_GRACE_SECS, &new_row).await?

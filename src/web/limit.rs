@@ -1,4 +1,5 @@
-//! Per-source-address rate limits (registration, password sign-in), on tower_governor.
+//! Per-source-address rate limits on tower_governor (client registration). Password sign-in
+//! has its own failure-counting throttle, `identity::throttle`.
 //!
 //! The key is the TCP peer address. Behind a reverse proxy every request shares the proxy's
 //! address; trusting `X-Forwarded-For` from configured proxies is future work.
