@@ -167,12 +167,14 @@ pub fn router(state: AppState) -> Router {
     let oauth_api = oauth_api.layer(CorsLayer::permissive().allow_credentials(false)).layer(timeout);
 
     let pages = Router::new()
-        .route("/", get(identity::login::home))
+        .route("/", get(web::home::home))
         .route("/login", get(identity::login::login_page).post(identity::login::login_submit))
         .route("/logout", post(identity::login::logout))
         .route("/authorize", get(oauth::authorize::authorize))
         .route("/authorize/consent", post(oauth::authorize::consent))
+        .merge(web::routes())
         .route("/static/style.css", get(web::stylesheet))
+        .route("/static/copy.js", get(web::copy_script))
         .layer(timeout);
 
     // The MCP endpoints and their metadata. CORS lets browser-based MCP clients call them;

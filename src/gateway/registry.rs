@@ -75,6 +75,34 @@ pub async fn add(
 ) -> Result<UpstreamRow, RegistryError> {
     validate_name(name)?;
     let id = uuid::Uuid::now_v7().to_string();
+    let row = build_row(sealer, id, workspace_id, name, clock.now(), spec)?;
+    store.insert_upstream(&row).await?;
+    Ok(row)
+}
+
+/// Points an existing upstream somewhere else (name and id stay). False if there is none.
+pub async fn update(
+    store: &Store,
+    sealer: &Sealer,
+    workspace_id: &str,
+    name: &str,
+    spec: &UpstreamSpec,
+) -> Result<bool, RegistryError> {
+    let Some(existing) = store.upstream_by_name(workspace_id, name).await? else {
+        return Ok(false);
+    };
+    let row = build_row(sealer, existing.id, workspace_id, name, existing.created_at, spec)?;
+    Ok(store.update_upstream(&row).await?)
+}
+
+fn build_row(
+    sealer: &Sealer,
+    id: String,
+    workspace_id: &str,
+    name: &str,
+    created_at: i64,
+    spec: &UpstreamSpec,
+) -> Result<UpstreamRow, RegistryError> {
     let mut row = UpstreamRow {
         id,
         workspace_id: workspace_id.to_owned(),
@@ -83,7 +111,7 @@ pub async fn add(
         url: None,
         command: None,
         headers: None,
-        created_at: clock.now(),
+        created_at,
     };
     match spec {
         UpstreamSpec::Http { url, headers } => {
@@ -108,7 +136,6 @@ pub async fn add(
         }
         UpstreamSpec::Demo => row.kind = "demo".into(),
     }
-    store.insert_upstream(&row).await?;
     Ok(row)
 }
 

@@ -1,4 +1,4 @@
-//! The login page, logout, and the signed-in home page.
+//! The login page and logout.
 
 use std::net::SocketAddr;
 
@@ -9,12 +9,13 @@ use serde::Deserialize;
 
 use super::session::{self, cookie, csrf_cookie_name, read_cookie, session_cookie_name};
 use crate::app::AppState;
+use crate::audit::{Actor, Event, EventKind};
 use crate::crypto::{SecretKind, hash_secret, new_secret};
 use crate::oauth::params::FormParams;
 use crate::web::PageError;
 use crate::web::csrf::double_submit_ok;
-use crate::web::pages::{HomePage, LoginPage, WorkspaceLine, render};
-use crate::workspace::mcp_url;
+use crate::web::pages::{LoginPage, render};
+use crate::web::viewer::csrf_ok;
 
 #[derive(Deserialize)]
 pub struct LoginQuery {
@@ -37,7 +38,7 @@ pub fn safe_next(next: Option<&str>) -> &str {
 }
 
 /// The double-submit CSRF token of this browser, minting one (and its cookie) if needed.
-fn csrf_token(state: &AppState, headers: &HeaderMap) -> Result<(String, Option<String>), PageError> {
+pub(crate) fn csrf_token(state: &AppState, headers: &HeaderMap) -> Result<(String, Option<String>), PageError> {
     let secure = state.settings.is_https();
     match read_cookie(headers, csrf_cookie_name(secure)).filter(|t| t.len() >= 32) {
         Some(t) => Ok((t, None)),
@@ -49,7 +50,7 @@ fn csrf_token(state: &AppState, headers: &HeaderMap) -> Result<(String, Option<S
     }
 }
 
-fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = String>) -> Response {
+pub(crate) fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = String>) -> Response {
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(&c) {
             res.headers_mut().append(header::SET_COOKIE, v);
@@ -68,7 +69,7 @@ pub async fn login_page(
         return Ok(Redirect::to(next).into_response());
     }
     let (token, set) = csrf_token(&state, &headers)?;
-    let page = LoginPage { csrf: &token, next, email: "", error: None };
+    let page = LoginPage { csrf: &token, next, email: "", error: None, providers: &[] };
     Ok(with_cookies(render(&page), set))
 }
 
@@ -100,47 +101,52 @@ pub async fn login_submit(
     let password = form.get("password").unwrap_or_default().to_owned();
     let user = state.store.user_by_email(&email).await?;
     let ok = super::password::verify_async(password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
-    let (Some(user), true) = (user, ok) else {
+    let (Some(user), true) = (user.clone(), ok) else {
         state.login_throttle.record_failure(peer.ip(), now);
+        let actor = match &user {
+            Some(u) => Actor::user(u),
+            None => Actor::unverified(&email),
+        };
+        let reason = if user.is_some() { "wrong password" } else { "no such account" };
+        state.audit(Event::new(EventKind::SignInFailed, actor).source(peer.ip()).detail("reason", reason)).await;
         let token = cookie_token.unwrap_or_default();
-        let page = LoginPage { csrf: &token, next: &next, email: &email, error: Some("Wrong email or password.") };
+        let page = LoginPage {
+            csrf: &token,
+            next: &next,
+            email: &email,
+            error: Some("Wrong email or password."),
+            providers: &[],
+        };
         let mut res = render(&page);
         *res.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(res);
     };
-    tracing::info!(user = %user.id, "signed in");
+    state.audit(Event::new(EventKind::SignIn, Actor::user(&user)).source(peer.ip()).detail("method", "password")).await;
     let set = session::start(&state, &user, &headers).await.map_err(|e| PageError::internal(e.description))?;
     Ok(with_cookies(Redirect::to(&next).into_response(), [set]))
 }
 
 pub async fn logout(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     FormParams(form): FormParams,
 ) -> Result<Response, PageError> {
     let secure = state.settings.is_https();
-    if !double_submit_ok(read_cookie(&headers, csrf_cookie_name(secure)).as_deref(), form.get("csrf")) {
+    let signed_in = session::current(&state, &headers).await?;
+    // The sign-out button of signed-in pages carries the session's page token; the login
+    // page's double-submitted token is accepted too.
+    let page_token_ok = signed_in.as_ref().is_some_and(|s| csrf_ok(&state, &s.session_hash, form.get("csrf")));
+    if !page_token_ok && !double_submit_ok(read_cookie(&headers, csrf_cookie_name(secure)).as_deref(), form.get("csrf"))
+    {
         return Err(PageError::new(StatusCode::FORBIDDEN, "This form has expired", "Reload the page and try again."));
     }
     if let Some(token) = read_cookie(&headers, session_cookie_name(secure)) {
         state.store.delete_session(&hash_secret(&token)).await?;
     }
+    if let Some(who) = signed_in {
+        state.audit(Event::new(EventKind::SignOut, Actor::user(&who.user)).source(peer.ip())).await;
+    }
     let clear = cookie(session_cookie_name(secure), "", 0, secure);
     Ok(with_cookies(Redirect::to("/login").into_response(), [clear]))
-}
-
-pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
-    let Some(signed_in) = session::current(&state, &headers).await? else {
-        return Ok(Redirect::to("/login").into_response());
-    };
-    let (token, set) = csrf_token(&state, &headers)?;
-    let workspaces = state
-        .store
-        .workspaces_of_user(&signed_in.user.id)
-        .await?
-        .into_iter()
-        .map(|w| WorkspaceLine { mcp_url: mcp_url(&state.settings.public_url, &w.slug), name: w.name, slug: w.slug })
-        .collect();
-    let page = HomePage { email: &signed_in.user.email, csrf: &token, workspaces };
-    Ok(with_cookies(render(&page), set))
 }

@@ -4,7 +4,9 @@
 //! as a page; every other error goes back to the client with `state` and `iss` (RFC 9207).
 //! The consent form carries the validated request signed and bound to the browser session.
 
-use axum::extract::{RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -16,10 +18,11 @@ use super::redirect::{display_host, is_loopback, matches};
 use super::scope::{ScopeSet, describe};
 use super::{CODE_TTL_SECS, issue};
 use crate::app::AppState;
+use crate::audit::{Actor, Event, EventKind};
 use crate::identity::session::{self, SignedIn};
 use crate::store::{ClientRow, WorkspaceRow};
 use crate::web::PageError;
-use crate::web::pages::{ConsentPage, ScopeLine, render};
+use crate::web::pages::{ConsentPage, ScopeLine, registration_words, render};
 use crate::workspace::slug_from_resource;
 
 /// How long a consent page stays valid.
@@ -210,6 +213,16 @@ async fn resolve_workspace(state: &AppState, who: &SignedIn, slug: Option<&str>)
     Ok(ws)
 }
 
+/// A client an owner pre-registered for one workspace is only authorized there.
+fn check_client_workspace(client: &ClientRow, ws: &WorkspaceRow) -> Result<(), OAuthError> {
+    match &client.workspace_id {
+        Some(bound) if *bound != ws.id => {
+            Err(OAuthError::invalid_target("this app was registered for another workspace of this server"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// After sign-in: issue at once if consent is remembered, else show the consent page.
 async fn decide(
     state: &AppState,
@@ -220,6 +233,7 @@ async fn decide(
     prompt: Option<&str>,
 ) -> Result<Response, Response> {
     let ws = resolve_workspace(state, who, pending.resource_slug.as_deref()).await.map_err(|e| reply.error(e))?;
+    check_client_workspace(client, &ws).map_err(|e| reply.error(e))?;
     let remembered = state
         .store
         .consented_scope(&who.user.id, &client.id, &ws.id)
@@ -250,6 +264,7 @@ async fn decide(
         redirect_uri: &pending.redirect_uri,
         dynamic_client: client.source == "dynamic",
         loopback_only,
+        registration: &registration_words(client),
         workspace_name: &ws.name,
         workspace_slug: &ws.slug,
         user_email: &who.user.email,
@@ -306,6 +321,7 @@ async fn issue_code(
 /// POST /authorize/consent
 pub async fn consent(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     form: Result<FormParams, OAuthError>,
 ) -> Response {
@@ -336,6 +352,11 @@ pub async fn consent(
     }
     let reply = Reply { state: &state, redirect_uri: &pending.redirect_uri, client_state: pending.state.as_deref() };
     if form.get("decision") != Some("approve") {
+        let event = Event::new(EventKind::ConsentDenied, Actor::user(&who.user))
+            .subject(Some(&pending.client_id), &pending.client_id)
+            .source(peer.ip())
+            .detail("scope", pending.scope.as_str());
+        state.audit(event).await;
         return reply.error(OAuthError::new(ErrorCode::AccessDenied, "the person declined the request"));
     }
     let result = async {
@@ -346,12 +367,19 @@ pub async fn consent(
             .map_err(|e| reply.error(e.into()))?
             .ok_or_else(expired)?;
         let ws = resolve_workspace(&state, &who, pending.resource_slug.as_deref()).await.map_err(|e| reply.error(e))?;
+        check_client_workspace(&client, &ws).map_err(|e| reply.error(e))?;
         state
             .store
             .remember_consent(&who.user.id, &client.id, &ws.id, &pending.scope, state.clock.now())
             .await
             .map_err(|e| reply.error(e.into()))?;
-        tracing::info!(user = %who.user.id, client_id = %client.id, workspace = %ws.slug, scope = %pending.scope, "consent granted");
+        let event = Event::new(EventKind::ConsentGranted, Actor::user(&who.user))
+            .workspace(&ws.id)
+            .subject(Some(&client.id), &client.client_name)
+            .source(peer.ip())
+            .detail("scope", pending.scope.as_str())
+            .detail("redirect_host", display_host(&pending.redirect_uri));
+        state.audit(event).await;
         issue_code(&state, &who, &pending, &ws, &reply).await
     }
     .await;

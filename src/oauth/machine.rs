@@ -28,6 +28,19 @@ pub async fn create(
     ttl_secs: i64,
     name: &str,
 ) -> Result<(String, MachineTokenRow), MachineTokenError> {
+    create_by(store, clock, workspace_slug, scope, ttl_secs, name, None).await
+}
+
+/// [`create`], recording who made the token (`created_by`, a user id) when made on a page.
+pub async fn create_by(
+    store: &Store,
+    clock: &dyn Clock,
+    workspace_slug: &str,
+    scope: &str,
+    ttl_secs: i64,
+    name: &str,
+    created_by: Option<&str>,
+) -> Result<(String, MachineTokenRow), MachineTokenError> {
     if !(60..=MAX_TTL_SECS).contains(&ttl_secs) {
         return Err(MachineTokenError::Invalid("--expires must be between 1m and 365d (one year)".into()));
     }
@@ -54,6 +67,7 @@ pub async fn create(
         expires_at: now + ttl_secs,
         last_used_at: None,
         revoked_at: None,
+        created_by: created_by.map(str::to_owned),
     };
     store.insert_machine_token(&row).await?;
     Ok((token, row))

@@ -5,7 +5,9 @@
 //! clients act without a person and are created by an operator, bound to one workspace.
 
 use axum::Json;
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -16,6 +18,7 @@ use super::params::read_capped;
 use super::redirect::validate_registered;
 use super::scope::ScopeSet;
 use crate::app::AppState;
+use crate::audit::{Actor, Event, EventKind};
 use crate::crypto::{SecretKind, hash_secret, new_secret};
 use crate::store::NewClient;
 
@@ -46,7 +49,11 @@ struct Requested {
 const INFORMATIONAL_URLS: &[&str] = &["client_uri", "logo_uri", "tos_uri", "policy_uri"];
 const INFORMATIONAL_TEXT: &[&str] = &["software_id", "software_version"];
 
-pub async fn register(State(state): State<AppState>, req: Request) -> Result<Response, OAuthError> {
+pub async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Result<Response, OAuthError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -166,7 +173,13 @@ pub async fn register(State(state): State<AppState>, req: Request) -> Result<Res
         last_used_at: None,
     };
     state.store.insert_client(&row).await?;
-    tracing::info!(client_id = %row.id, name = %row.client_name, method = auth_method, "client registered");
+    let event = Event::new(EventKind::ClientRegistered, Actor::client(&row))
+        .subject(Some(&row.id), &row.client_name)
+        .source(peer.ip())
+        .detail("how", "dynamic client registration")
+        .detail("auth_method", auth_method)
+        .detail("redirect_uris", redirect_uris.clone());
+    state.audit(event).await;
     if let (Some(obj), Some(secret)) = (response.as_object_mut(), secret) {
         obj.insert("client_secret".into(), json!(secret));
         obj.insert("client_secret_expires_at".into(), json!(0));

@@ -2,7 +2,9 @@
 //! so the whole family and every access token carrying the grant id stop working.
 //! Unknown, foreign or already revoked tokens get the same empty 200, as the RFC requires.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -10,10 +12,12 @@ use super::client_auth::authenticate;
 use super::error::OAuthError;
 use super::params::FormParams;
 use crate::app::AppState;
+use crate::audit::{Actor, Event, EventKind};
 use crate::crypto::{SecretKind, hash_secret};
 
 pub async fn revoke(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     form: Result<FormParams, OAuthError>,
 ) -> Response {
@@ -41,7 +45,14 @@ pub async fn revoke(
         if let Some(gid) = grant_id
             && state.store.revoke_grant(&gid, now, "revoked by the client").await?
         {
-            tracing::info!(grant = %gid, client_id = %client.id, "grant revoked by its client");
+            let mut event = Event::new(EventKind::GrantRevoked, Actor::client(&client))
+                .source(peer.ip())
+                .detail("grant", gid.as_str())
+                .detail("by", "the client (RFC 7009)");
+            if let Some(grant) = state.store.grant_by_id(&gid).await? {
+                event = event.workspace(&grant.workspace_id);
+            }
+            state.audit(event).await;
         }
         Ok::<_, OAuthError>(())
     }

@@ -1,6 +1,8 @@
 //! The token endpoint: `authorization_code`, `refresh_token` and `client_credentials`.
 
-use axum::extract::State;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
@@ -11,12 +13,14 @@ use super::issue::{self, AccessGrant, TokenResponse};
 use super::params::{FormParams, Params};
 use super::scope::ScopeSet;
 use crate::app::AppState;
+use crate::audit::{Actor, Event, EventKind};
 use crate::crypto::{constant_time_eq, hash_secret, sha256_b64url};
 use crate::store::{ClientRow, CodeRedemption, GrantRow, RefreshOutcome, WorkspaceRow};
 use crate::workspace::slug_from_resource;
 
 pub async fn token(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     form: Result<FormParams, OAuthError>,
 ) -> Response {
@@ -25,9 +29,9 @@ pub async fn token(
         let grant_type = params.require("grant_type")?.to_owned();
         let client = authenticate(&state, &headers, &params).await?;
         match grant_type.as_str() {
-            "authorization_code" => authorization_code(&state, &client, &params).await,
-            "refresh_token" => refresh(&state, &client, &params).await,
-            "client_credentials" => client_credentials(&state, &client, &params).await,
+            "authorization_code" => authorization_code(&state, &client, &params, peer.ip()).await,
+            "refresh_token" => refresh(&state, &client, &params, peer.ip()).await,
+            "client_credentials" => client_credentials(&state, &client, &params, peer.ip()).await,
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!("grant_type `{}` is not supported", other.chars().take(40).collect::<String>()),
@@ -66,6 +70,7 @@ async fn authorization_code(
     state: &AppState,
     client: &ClientRow,
     params: &Params,
+    source: IpAddr,
 ) -> Result<TokenResponse, OAuthError> {
     let code = params.require("code")?;
     let verifier = params
@@ -77,10 +82,15 @@ async fn authorization_code(
     let found = match state.store.redeem_code(&code_hash, now).await? {
         CodeRedemption::Fresh(found) => found,
         CodeRedemption::Replayed { grant_id } => {
+            let mut event = Event::new(EventKind::CodeReplayDetected, Actor::client(client)).source(source);
             if let Some(gid) = grant_id {
-                state.store.revoke_grant(&gid, now, "authorization code replayed").await?;
-                tracing::warn!(grant = %gid, client_id = %client.id, "authorization code replayed; revoked what it issued");
+                let revoked = state.store.revoke_grant(&gid, now, "authorization code replayed").await?;
+                if let Some(grant) = state.store.grant_by_id(&gid).await? {
+                    event = event.workspace(&grant.workspace_id);
+                }
+                event = event.detail("grant", gid).detail("revoked", revoked);
             }
+            state.audit(event).await;
             return Err(OAuthError::invalid_grant(
                 "this authorization code was already used; the tokens it issued are revoked",
             ));
@@ -136,7 +146,15 @@ async fn authorization_code(
             grant_id: Some(&grant.id),
         },
     )?;
-    tracing::info!(client_id = %client.id, grant = %grant.id, workspace = %ws.slug, "authorization code exchanged");
+    let person = state.store.user_by_id(&found.user_id).await?.map(|u| u.email).unwrap_or_default();
+    let event = Event::new(EventKind::TokenIssued, Actor::client(client))
+        .workspace(&ws.id)
+        .subject(Some(&found.user_id), &person)
+        .source(source)
+        .detail("grant_type", "authorization_code")
+        .detail("grant", grant.id.as_str())
+        .detail("scope", grant.scope.as_str());
+    state.audit(event).await;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -146,7 +164,12 @@ async fn authorization_code(
     })
 }
 
-async fn refresh(state: &AppState, client: &ClientRow, params: &Params) -> Result<TokenResponse, OAuthError> {
+async fn refresh(
+    state: &AppState,
+    client: &ClientRow,
+    params: &Params,
+    source: IpAddr,
+) -> Result<TokenResponse, OAuthError> {
     if !client.allows_grant("refresh_token") {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -178,9 +201,21 @@ async fn refresh(state: &AppState, client: &ClientRow, params: &Params) -> Resul
         match state.store.rotate_refresh_token(&token_hash, &client.id, now, REFRESH_REUSE_GRACE_SECS, &new_row).await?
         {
             RefreshOutcome::Rotated { grant, old_scope } => (grant, old_scope),
-            RefreshOutcome::Reused { revoked } => {
+            RefreshOutcome::Reused { grant_id, revoked } => {
+                // Within the grace period this is a retried request, not an attack.
                 if revoked {
-                    tracing::warn!(client_id = %client.id, "refresh token reused; its family is revoked");
+                    let mut event = Event::new(EventKind::RefreshReuseDetected, Actor::client(client))
+                        .source(source)
+                        .detail("grant", grant_id.as_str())
+                        .detail("revoked", true);
+                    if let Some(grant) = state.store.grant_by_id(&grant_id).await? {
+                        event = event.workspace(&grant.workspace_id);
+                        if let Some(user) = grant.user_id.as_deref() {
+                            let person = state.store.user_by_id(user).await?.map(|u| u.email).unwrap_or_default();
+                            event = event.subject(Some(user), &person);
+                        }
+                    }
+                    state.audit(event).await;
                 }
                 return Err(OAuthError::invalid_grant(
                     "this refresh token was already used; sign in again (the session it belonged to is revoked)",
@@ -212,6 +247,7 @@ async fn client_credentials(
     state: &AppState,
     client: &ClientRow,
     params: &Params,
+    source: IpAddr,
 ) -> Result<TokenResponse, OAuthError> {
     let (Some(ws_id), Some(_), true) =
         (&client.workspace_id, &client.secret_hash, client.allows_grant("client_credentials"))
@@ -241,5 +277,11 @@ async fn client_credentials(
         &AccessGrant { subject: &client.id, audience: &audience, client_id: &client.id, scope: &scope, grant_id: None },
     )?;
     state.store.touch_client(&client.id, state.clock.now()).await?;
+    let event = Event::new(EventKind::TokenIssued, Actor::client(client))
+        .workspace(&ws.id)
+        .source(source)
+        .detail("grant_type", "client_credentials")
+        .detail("scope", scope.as_str());
+    state.audit(event).await;
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: None })
 }

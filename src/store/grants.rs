@@ -34,8 +34,8 @@ pub struct NewRefreshToken {
 pub enum RefreshOutcome {
     /// Rotated: the old token is spent and `new` is stored in the same transaction.
     Rotated { grant: Box<GrantRow>, old_scope: String },
-    /// Presented again after use. `revoked` is true when this revoked the family.
-    Reused { revoked: bool },
+    /// Presented again after use. `revoked` is true when this revoked the family `grant_id`.
+    Reused { grant_id: String, revoked: bool },
     /// Unknown, expired, issued to another client, or its grant is revoked.
     Invalid,
 }
@@ -169,10 +169,10 @@ impl Store {
         match state {
             Some(TokenState { grant_id, used_at: Some(used_at) }) => {
                 if now - used_at <= grace_secs {
-                    return Ok(RefreshOutcome::Reused { revoked: false });
+                    return Ok(RefreshOutcome::Reused { grant_id, revoked: false });
                 }
                 let revoked = self.revoke_grant(&grant_id, now, "refresh token reused").await?;
-                Ok(RefreshOutcome::Reused { revoked })
+                Ok(RefreshOutcome::Reused { grant_id, revoked })
             }
             _ => Ok(RefreshOutcome::Invalid),
         }

@@ -3,21 +3,27 @@
 //! Every statement is written once with `$N` placeholders (SQLite accepts them too);
 //! [`with_pool!`] expands a block once per backend so query methods never branch by hand.
 
+mod audit;
 mod clients;
 mod codes;
+mod connections;
 mod grants;
 mod keys;
 mod machine_tokens;
+mod members;
 mod sessions;
 mod upstreams;
 mod users;
 mod workspaces;
 
+pub use audit::{AuditQuery, AuditRow};
 pub use clients::{ClientRow, NewClient};
 pub use codes::{CodeRedemption, CodeRow, NewCode};
+pub use connections::{ConnectedAppRow, SessionFamilyRow, WorkspaceClientRow};
 pub use grants::{GrantRow, NewRefreshToken, RefreshOutcome};
 pub use keys::SigningKeyRow;
 pub use machine_tokens::MachineTokenRow;
+pub use members::MemberRow;
 pub use sessions::SessionRow;
 pub use upstreams::UpstreamRow;
 pub use users::UserRow;

@@ -42,4 +42,21 @@ impl Store {
             .bind(workspace_id).bind(name).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
+
+    pub async fn upstream_by_name(&self, workspace_id: &str, name: &str) -> StoreResult<Option<UpstreamRow>> {
+        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, UpstreamRow>(
+            "SELECT id, workspace_id, name, kind, url, command, headers, created_at FROM upstreams
+             WHERE workspace_id = $1 AND name = $2",
+        ).bind(workspace_id).bind(name).fetch_optional(p).await)?)
+    }
+
+    /// Replaces where an upstream lives (kind, URL or command, headers); id and name stay.
+    pub async fn update_upstream(&self, row: &UpstreamRow) -> StoreResult<bool> {
+        let done = with_pool!(self.pool(), p => sqlx::query(
+            "UPDATE upstreams SET kind = $1, url = $2, command = $3, headers = $4 WHERE id = $5 AND workspace_id = $6",
+        )
+        .bind(&row.kind).bind(&row.url).bind(&row.command).bind(&row.headers).bind(&row.id).bind(&row.workspace_id)
+        .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
 }

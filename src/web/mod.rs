@@ -1,17 +1,24 @@
 //! Pages for people: templates, the error page, CSRF tokens and security headers.
 
+pub mod apps;
 pub mod csrf;
+pub mod form;
+pub mod format;
+pub mod home;
+pub mod layout;
 pub mod limit;
 pub mod pages;
+pub mod viewer;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-/// The default policy: nothing from elsewhere, no framing, forms post only to us.
-pub const DEFAULT_CSP: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The default policy: nothing from elsewhere, no inline script, no framing, forms post
+/// only to us. The one script (`copy.js`, the copy buttons) is served from here.
+pub const DEFAULT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Adds the headers every response carries; a handler that set its own CSP keeps it.
 pub async fn security_headers(req: Request, next: Next) -> Response {
@@ -24,10 +31,34 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     res
 }
 
+/// The pages of signed-in people, each workspace's under `/w/{slug}/`.
+pub fn routes() -> axum::Router<crate::app::AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/w/{slug}", get(workspace_home))
+        .route("/w/{slug}/apps", get(apps::apps))
+        .route("/w/{slug}/apps/revoke", post(apps::revoke_app))
+        .route("/w/{slug}/sessions", get(apps::sessions))
+        .route("/w/{slug}/sessions/revoke", post(apps::revoke_session))
+}
+
+async fn workspace_home(axum::extract::Path(slug): axum::extract::Path<String>) -> axum::response::Redirect {
+    // Slugs are checked when the page loads; here it only goes back into a path.
+    let slug: String = form_urlencoded::byte_serialize(slug.as_bytes()).collect();
+    axum::response::Redirect::to(&format!("/w/{slug}/apps"))
+}
+
 pub async fn stylesheet() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("../../static/style.css"),
+    )
+}
+
+pub async fn copy_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../static/copy.js"),
     )
 }
 

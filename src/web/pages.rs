@@ -4,6 +4,8 @@ use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::store::ClientRow;
+
 /// Renders a template as an HTML response (never cached: pages carry per-session data).
 pub fn render<T: Template>(page: &T) -> Response {
     match page.render() {
@@ -33,6 +35,14 @@ pub struct LoginPage<'a> {
     pub next: &'a str,
     pub email: &'a str,
     pub error: Option<&'a str>,
+    /// Buttons for the organisation's identity providers, when configured.
+    pub providers: &'a [ProviderButton],
+}
+
+/// "Continue with ..." on the login page.
+pub struct ProviderButton {
+    pub name: String,
+    pub href: String,
 }
 
 pub struct ScopeLine {
@@ -49,6 +59,8 @@ pub struct ConsentPage<'a> {
     pub redirect_uri: &'a str,
     pub dynamic_client: bool,
     pub loopback_only: bool,
+    /// How the client came to be registered, in words.
+    pub registration: &'a str,
     pub workspace_name: &'a str,
     pub workspace_slug: &'a str,
     pub user_email: &'a str,
@@ -56,16 +68,25 @@ pub struct ConsentPage<'a> {
     pub request: &'a str,
 }
 
-pub struct WorkspaceLine {
-    pub name: String,
-    pub slug: String,
-    pub mcp_url: String,
+/// How a client came to be registered, in words for the consent page.
+pub fn registration_words(client: &ClientRow) -> String {
+    match client.source.as_str() {
+        "dynamic" => "On the fly, by the app itself (dynamic client registration)".into(),
+        "metadata_document" => format!(
+            "By its client metadata document at {}",
+            crate::oauth::redirect::display_host(&client.id)
+        ),
+        "admin" => "Pre-registered by a workspace owner".into(),
+        other => format!("Unknown ({other})"),
+    }
 }
 
-#[derive(Template)]
-#[template(path = "home.html")]
-pub struct HomePage<'a> {
-    pub email: &'a str,
-    pub csrf: &'a str,
-    pub workspaces: Vec<WorkspaceLine>,
+/// The short name of how a client registered, for lists.
+pub fn registration_label(source: &str) -> &'static str {
+    match source {
+        "dynamic" => "DCR",
+        "metadata_document" => "Metadata document",
+        "admin" => "Pre-registered",
+        _ => "Unknown",
+    }
 }
