@@ -42,6 +42,8 @@ pub struct AppState {
     /// Each workspace's MCP server: its upstreams, aggregated.
     pub workspaces: Arc<gateway::workspaces::WorkspaceServers>,
     pub sessions: Arc<gateway::sessions::SessionBindings>,
+    /// The last connection test of each upstream (Upstreams pages).
+    pub upstream_health: Arc<web::health::HealthBoard>,
     /// Cancelled at shutdown: ends open MCP streams so the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -107,6 +109,7 @@ impl AppState {
             login_throttle: Arc::new(LoginThrottle::default()),
             workspaces: Arc::new(gateway::workspaces::WorkspaceServers::new(shutdown.clone())),
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
+            upstream_health: Arc::new(web::health::HealthBoard::default()),
             shutdown,
         };
         Ok((state, first_run))

@@ -9,6 +9,7 @@ pub mod issue;
 pub mod machine;
 pub mod metadata;
 pub mod params;
+pub mod preregister;
 pub mod redirect;
 pub mod register;
 pub mod revoke;

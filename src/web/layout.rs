@@ -89,6 +89,8 @@ pub fn notice(key: Option<&str>) -> Option<&'static str> {
         "consent-revoked" => "Consent revoked. The registration stays; people must authorize the app again.",
         "client-deleted" => "The client was deleted. Its next connection must register again.",
         "token-revoked" => "The machine token was revoked.",
+        "upstream-added" => "The upstream was added and tested. New MCP sessions see its tools.",
+        "upstream-changed" => "The upstream was changed and tested. New MCP sessions use the new settings.",
         "upstream-removed" => "The upstream was removed. New MCP sessions no longer see it.",
         "member-removed" => "The member was removed, with their apps, sessions and machine tokens here.",
         "role-changed" => "The role was changed.",

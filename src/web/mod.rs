@@ -1,13 +1,20 @@
 //! Pages for people: templates, the error page, CSRF tokens and security headers.
 
+pub mod account;
 pub mod apps;
+pub mod audit_log;
+pub mod clients;
 pub mod csrf;
 pub mod form;
 pub mod format;
+pub mod health;
 pub mod home;
 pub mod layout;
 pub mod limit;
+pub mod members;
 pub mod pages;
+pub mod tokens;
+pub mod upstreams;
 pub mod viewer;
 
 use axum::extract::Request;
@@ -40,6 +47,22 @@ pub fn routes() -> axum::Router<crate::app::AppState> {
         .route("/w/{slug}/apps/revoke", post(apps::revoke_app))
         .route("/w/{slug}/sessions", get(apps::sessions))
         .route("/w/{slug}/sessions/revoke", post(apps::revoke_session))
+        .route("/w/{slug}/clients", get(clients::clients).post(clients::create))
+        .route("/w/{slug}/clients/revoke", post(clients::revoke_consent))
+        .route("/w/{slug}/clients/delete", post(clients::delete))
+        .route("/w/{slug}/tokens", get(tokens::tokens).post(tokens::create))
+        .route("/w/{slug}/tokens/revoke", post(tokens::revoke))
+        .route("/w/{slug}/upstreams", get(upstreams::upstreams).post(upstreams::add))
+        .route("/w/{slug}/upstreams/{name}", get(upstreams::upstream))
+        .route("/w/{slug}/upstreams/{name}/test", post(upstreams::test))
+        .route("/w/{slug}/upstreams/{name}/edit", post(upstreams::edit))
+        .route("/w/{slug}/upstreams/{name}/remove", post(upstreams::remove))
+        .route("/w/{slug}/members", get(members::members).post(members::add))
+        .route("/w/{slug}/members/role", post(members::change_role))
+        .route("/w/{slug}/members/remove", post(members::remove))
+        .route("/w/{slug}/audit", get(audit_log::audit_log))
+        .route("/account", get(account::account))
+        .route("/account/password", post(account::change_password))
 }
 
 async fn workspace_home(axum::extract::Path(slug): axum::extract::Path<String>) -> axum::response::Redirect {

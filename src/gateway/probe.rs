@@ -1,0 +1,66 @@
+//! Testing an upstream's connection for the Upstreams page: connect as the gateway would,
+//! list its tools, disconnect. Built only on the public functions of [`super::upstream`], so
+//! rmcp types stay inside the gateway.
+
+use std::time::{Duration, Instant};
+
+use super::upstream::{self, CONNECT_TIMEOUT, Upstream};
+
+/// A tool as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: String,
+}
+
+/// What one connection test found.
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    /// Connected and listed its tools.
+    pub ok: bool,
+    pub elapsed: Duration,
+    /// `name version` from its `initialize` answer.
+    pub server: Option<String>,
+    pub tools: Vec<ToolInfo>,
+    /// Why it failed (no secret: header values never appear in these messages).
+    pub error: Option<String>,
+}
+
+/// Connects to `upstream`, lists its tools and disconnects; bounded by two connect timeouts.
+pub async fn probe(upstream: &Upstream) -> ProbeReport {
+    let started = Instant::now();
+    let failed = |error: String| ProbeReport {
+        ok: false,
+        elapsed: started.elapsed(),
+        server: None,
+        tools: Vec::new(),
+        error: Some(error),
+    };
+    let client = match upstream::connect(upstream).await {
+        Ok(client) => client,
+        Err(e) => return failed(e.to_string()),
+    };
+    let server = client
+        .peer_info()
+        .and_then(|info| info.server_info.as_ref().map(|s| format!("{} {}", s.name, s.version)));
+    let listed = tokio::time::timeout(CONNECT_TIMEOUT, client.peer().list_all_tools()).await;
+    let report = match listed {
+        Ok(Ok(tools)) => ProbeReport {
+            ok: true,
+            elapsed: started.elapsed(),
+            server,
+            tools: tools
+                .into_iter()
+                .map(|t| ToolInfo {
+                    name: t.name.into_owned(),
+                    description: t.description.map(|d| d.into_owned()).unwrap_or_default(),
+                })
+                .collect(),
+            error: None,
+        },
+        Ok(Err(e)) => failed(format!("connected, but tools/list failed: {e}")),
+        Err(_) => failed(format!("connected, but tools/list did not answer within {}s", CONNECT_TIMEOUT.as_secs())),
+    };
+    client.close().await;
+    report
+}
