@@ -62,15 +62,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: EventKind, actor: Actor) -> Self {
-        Event {
-            kind,
-            actor,
-            workspace_id: None,
-            subject_id: None,
-            subject: None,
-            source: None,
-            details: Map::new(),
-        }
+        Event { kind, actor, workspace_id: None, subject_id: None, subject: None, source: None, details: Map::new() }
     }
 
     pub fn workspace(mut self, workspace_id: &str) -> Self {

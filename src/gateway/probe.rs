@@ -40,9 +40,8 @@ pub async fn probe(upstream: &Upstream) -> ProbeReport {
         Ok(client) => client,
         Err(e) => return failed(e.to_string()),
     };
-    let server = client
-        .peer_info()
-        .and_then(|info| info.server_info.as_ref().map(|s| format!("{} {}", s.name, s.version)));
+    let server =
+        client.peer_info().and_then(|info| info.server_info.as_ref().map(|s| format!("{} {}", s.name, s.version)));
     let listed = tokio::time::timeout(CONNECT_TIMEOUT, client.peer().list_all_tools()).await;
     let report = match listed {
         Ok(Ok(tools)) => ProbeReport {

@@ -41,7 +41,9 @@ impl Store {
 
     /// Ends every session of a user but the one whose hash is `keep` (after a password change).
     pub async fn delete_other_sessions(&self, user_id: &str, keep: &str) -> StoreResult<u64> {
-        Ok(with_pool!(self.pool(), p => sqlx::query("DELETE FROM browser_sessions WHERE user_id = $1 AND token_hash <> $2")
-            .bind(user_id).bind(keep).execute(p).await.map(|r| r.rows_affected()))?)
+        Ok(
+            with_pool!(self.pool(), p => sqlx::query("DELETE FROM browser_sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user_id).bind(keep).execute(p).await.map(|r| r.rows_affected()))?,
+        )
     }
 }

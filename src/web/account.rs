@@ -79,8 +79,7 @@ pub async fn change_password(
         *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
         res
     };
-    let current_ok =
-        password::verify_async(form.raw("current").to_owned(), person.user.password_hash.clone()).await;
+    let current_ok = password::verify_async(form.raw("current").to_owned(), person.user.password_hash.clone()).await;
     if !current_ok {
         return Ok(refuse(page(&state, &person, account_nav(&person)).await?, "Your current password is not right."));
     }

@@ -8,12 +8,12 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 
-use super::format::When;
+use super::PageError;
 use super::form::PageForm;
+use super::format::When;
 use super::layout::{Done, Nav};
 use super::pages::{ScopeLine, registration_label, render};
 use super::viewer::{Reject, Viewer};
-use super::PageError;
 use crate::app::AppState;
 use crate::audit::{Actor, Event, EventKind};
 use crate::oauth::scope::{ScopeSet, describe};

@@ -55,19 +55,34 @@ pub struct AuditPage {
     pub older: Option<String>,
 }
 
-/// Details as `key: value` lines (strings unquoted).
-fn details_text(json: &str) -> String {
-    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json) {
-        Ok(map) => map
-            .iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}: {s}"),
-                other => format!("{k}: {other}"),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Err(_) => json.to_owned(),
-    }
+/// Details as `key: value` lines: strings unquoted, lists comma-separated, `*_at` times as
+/// dates, empty values left out.
+fn details_text(json: &str, now: i64) -> String {
+    use serde_json::Value;
+    let Ok(map) = serde_json::from_str::<serde_json::Map<String, Value>>(json) else {
+        return json.to_owned();
+    };
+    map.iter()
+        .filter_map(|(k, v)| {
+            let text = match v {
+                Value::String(s) if s.is_empty() => return None,
+                Value::String(s) => s.clone(),
+                Value::Array(items) if items.is_empty() => return None,
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Value::Number(n) if k.ends_with("_at") => match n.as_i64() {
+                    Some(t) => When::at(t, now).absolute,
+                    None => n.to_string(),
+                },
+                other => other.to_string(),
+            };
+            Some(format!("{}: {text}", k.replace('_', " ")))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub async fn audit_log(
@@ -85,9 +100,11 @@ pub async fn audit_log(
         Some(email) => state.store.user_by_email(email).await?.map(|u| u.id),
         None => None,
     };
-    let before = filters.before.as_deref().and_then(|b| b.split_once(':')).and_then(|(at, id)| {
-        at.parse::<i64>().ok().map(|at| (at, id.to_owned()))
-    });
+    let before = filters
+        .before
+        .as_deref()
+        .and_then(|b| b.split_once(':'))
+        .and_then(|(at, id)| at.parse::<i64>().ok().map(|at| (at, id.to_owned())));
     let query = AuditQuery {
         workspace_id: viewer.ws.id.clone(),
         all_server_wide: viewer.person.user.is_admin,
@@ -124,7 +141,7 @@ pub async fn audit_log(
                 actor: e.actor,
                 subject: e.subject.unwrap_or_default(),
                 source: e.source.unwrap_or_default(),
-                details: details_text(&e.details),
+                details: details_text(&e.details, now),
                 kind: e.kind,
             }
         })
@@ -143,4 +160,15 @@ pub async fn audit_log(
         older,
     };
     Ok(render(&page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_read_as_plain_lines() {
+        let text = details_text(r#"{"scope":"mcp:read","header_names":[],"uris":["a","b"],"expires_at":0,"n":2}"#, 0);
+        assert_eq!(text, "expires at: 1970-01-01 00:00 UTC\nn: 2\nscope: mcp:read\nuris: a, b");
+    }
 }

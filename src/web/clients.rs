@@ -117,7 +117,8 @@ pub async fn create(
     let viewer = Viewer::load_for_post(&state, &headers, &form, &slug).await?;
     viewer.require_owner()?;
     let name = form.get("name").unwrap_or_default();
-    let uris: Vec<String> = form.raw("redirect_uris").lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    let uris: Vec<String> =
+        form.raw("redirect_uris").lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
     let confidential = form.get("type") == Some("confidential");
     let result = preregister(&state.store, state.clock.as_ref(), &viewer.ws.id, name, &uris, confidential).await;
     let nav = Nav::for_workspace(&viewer, "clients");

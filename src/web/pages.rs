@@ -72,10 +72,9 @@ pub struct ConsentPage<'a> {
 pub fn registration_words(client: &ClientRow) -> String {
     match client.source.as_str() {
         "dynamic" => "On the fly, by the app itself (dynamic client registration)".into(),
-        "metadata_document" => format!(
-            "By its client metadata document at {}",
-            crate::oauth::redirect::display_host(&client.id)
-        ),
+        "metadata_document" => {
+            format!("By its client metadata document at {}", crate::oauth::redirect::display_host(&client.id))
+        }
         "admin" => "Pre-registered by a workspace owner".into(),
         other => format!("Unknown ({other})"),
     }

@@ -209,8 +209,7 @@ pub async fn revoke(
 ) -> Result<Response, Reject> {
     let viewer = Viewer::load_for_post(&state, &headers, &form, &slug).await?;
     let id = form.get("id").unwrap_or_default();
-    let revoked =
-        state.store.revoke_machine_token_in(&viewer.ws.id, id, viewer.only_own(), state.clock.now()).await?;
+    let revoked = state.store.revoke_machine_token_in(&viewer.ws.id, id, viewer.only_own(), state.clock.now()).await?;
     let Some(row) = revoked else {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,

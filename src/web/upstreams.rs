@@ -182,7 +182,13 @@ async fn test_now(state: &AppState, ws_id: &str, upstream: &Upstream) {
     state.upstream_health.record(ws_id, &upstream.name, state.clock.now(), report);
 }
 
-fn audit_change(viewer: &Viewer, kind: EventKind, name: &str, spec: Option<&UpstreamSpec>, source: SocketAddr) -> Event {
+fn audit_change(
+    viewer: &Viewer,
+    kind: EventKind,
+    name: &str,
+    spec: Option<&UpstreamSpec>,
+    source: SocketAddr,
+) -> Event {
     let mut event = Event::new(kind, Actor::user(viewer.user())).workspace(&viewer.ws.id).subject(None, name);
     event = event.source(source.ip());
     match spec {

@@ -8,5 +8,6 @@ mod flow;
 mod gateway;
 mod hostile;
 mod login;
+mod pages;
 mod register;
 mod storage;
