@@ -15,6 +15,8 @@ pub struct WorkspaceTile {
     pub slug: String,
     pub mcp_url: String,
     pub role: Option<String>,
+    /// Runs the workspace (owner or server admin).
+    pub owner: bool,
 }
 
 #[derive(Template)]
@@ -33,6 +35,7 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
             name: w.name.clone(),
             slug: w.slug.clone(),
             mcp_url: state.mcp_url(&w.slug),
+            owner: person.user.is_admin || role.as_deref() == Some("owner"),
             role: role.or_else(|| person.user.is_admin.then(|| "server admin".to_owned())),
         });
     }
