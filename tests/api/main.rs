@@ -8,6 +8,7 @@ mod flow;
 mod gateway;
 mod hostile;
 mod login;
+mod page_forms;
 mod pages;
 mod register;
 mod storage;
