@@ -26,6 +26,105 @@ pub struct RawSettings {
     pub refresh_token_ttl: String,
     pub registrations_per_minute: u32,
     pub log: String,
+    /// Fetch Client ID Metadata Documents for https `client_id`s.
+    pub cimd_enabled: bool,
+    /// If not empty, only client IDs on these hosts (`claude.ai`, `*.example.com`) are fetched.
+    pub cimd_allowed_hosts: HostList,
+    /// Client IDs on these hosts are refused.
+    pub cimd_denied_hosts: HostList,
+    /// Local testing only: hosts whose documents may be fetched from loopback addresses.
+    pub cimd_allow_loopback_hosts: HostList,
+    /// PEM file of extra root certificates trusted when fetching documents.
+    pub cimd_ca_file: Option<PathBuf>,
+    pub cimd_cache_min_ttl: String,
+    pub cimd_cache_max_ttl: String,
+    pub cimd_cache_entries: usize,
+    pub cimd_fetch_timeout: String,
+    /// If set, `POST /register` requires `Authorization: Bearer <this>` (RFC 7591 §3).
+    pub registration_initial_token: Option<String>,
+    /// Registered clients never used within this long are deleted (`never` keeps them).
+    pub unused_client_ttl: String,
+}
+
+/// A list of host names, given as a TOML array or as one string separated by commas or spaces
+/// (the form environment variables allow).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum HostList {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl Default for HostList {
+    fn default() -> Self {
+        HostList::List(Vec::new())
+    }
+}
+
+impl HostList {
+    fn entries(&self) -> Vec<String> {
+        let items: Vec<&str> = match self {
+            HostList::Text(t) => t.split([',', ' ']).collect(),
+            HostList::List(l) => l.iter().map(String::as_str).collect(),
+        };
+        items.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()
+    }
+}
+
+/// A host, or every subdomain of one (`*.example.com`), in an allow or deny list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// Held with its leading dot: `.example.com`.
+    Subdomains(String),
+}
+
+impl HostPattern {
+    fn parse(text: &str) -> Result<Self, String> {
+        let (subdomains, host) = match text.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !host.starts_with('.')
+            && !host.ends_with('.');
+        if !valid {
+            return Err(format!("`{text}` is not a host name such as claude.ai or *.example.com"));
+        }
+        Ok(match subdomains {
+            true => HostPattern::Subdomains(format!(".{host}")),
+            false => HostPattern::Exact(host.to_owned()),
+        })
+    }
+
+    /// `host` is lower case, as URL parsing leaves it.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => host == h,
+            HostPattern::Subdomains(suffix) => host.ends_with(suffix.as_str()),
+        }
+    }
+}
+
+/// How Client ID Metadata Documents are fetched and cached.
+#[derive(Debug, Clone)]
+pub struct CimdSettings {
+    pub enabled: bool,
+    pub allowed_hosts: Vec<HostPattern>,
+    pub denied_hosts: Vec<HostPattern>,
+    /// Host names (or loopback IP literals) whose documents may come from loopback addresses,
+    /// over http or https. Empty unless set for local testing.
+    pub allow_loopback_hosts: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    /// Bounds on how long a document is cached (seconds); `max-age` is clamped into them, and a
+    /// document with no cache headers is kept for the minimum.
+    pub cache_min_ttl: i64,
+    pub cache_max_ttl: i64,
+    pub cache_entries: usize,
+    /// Whole fetch, connection included.
+    pub fetch_timeout_secs: u64,
 }
 
 impl Default for RawSettings {
@@ -41,6 +140,17 @@ impl Default for RawSettings {
             refresh_token_ttl: "30d".into(),
             registrations_per_minute: 20,
             log: "info".into(),
+            cimd_enabled: true,
+            cimd_allowed_hosts: HostList::default(),
+            cimd_denied_hosts: HostList::default(),
+            cimd_allow_loopback_hosts: HostList::default(),
+            cimd_ca_file: None,
+            cimd_cache_min_ttl: "5m".into(),
+            cimd_cache_max_ttl: "24h".into(),
+            cimd_cache_entries: 1_000,
+            cimd_fetch_timeout: "5s".into(),
+            registration_initial_token: None,
+            unused_client_ttl: "7d".into(),
         }
     }
 }
@@ -72,6 +182,10 @@ pub struct Settings {
     pub refresh_token_ttl: i64,
     pub registrations_per_minute: u32,
     pub log: String,
+    pub cimd: CimdSettings,
+    pub registration_initial_token: Option<String>,
+    /// Seconds after which a registration never used is deleted; `None`: never.
+    pub unused_client_ttl: Option<i64>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -83,6 +197,8 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &self.database_url.as_deref().map(redact_url))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
             .field("signing_alg", &self.signing_alg)
+            .field("cimd", &self.cimd)
+            .field("registration_initial_token", &self.registration_initial_token.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +274,27 @@ impl Settings {
         if raw.registrations_per_minute == 0 {
             return Err(bad("registrations_per_minute", "must be at least 1".into()));
         }
+        let cimd = check_cimd(&raw, listen, &bad)?;
+        let registration_initial_token = match raw.registration_initial_token.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) if t.len() < 16 => {
+                return Err(bad(
+                    "registration_initial_token",
+                    "must be at least 16 characters; generate one with `openssl rand -base64 32`".into(),
+                ));
+            }
+            Some(t) => Some(t.to_owned()),
+        };
+        let unused_client_ttl = match raw.unused_client_ttl.trim() {
+            "never" | "0" => None,
+            text => {
+                let ttl = parse_duration(text).map_err(|why| bad("unused_client_ttl", why))?;
+                if ttl < 3_600 {
+                    return Err(bad("unused_client_ttl", "must be at least 1h (or `never`)".into()));
+                }
+                Some(ttl)
+            }
+        };
         if let Some(url) = &raw.database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|p| url.starts_with(p)) {
@@ -178,6 +315,9 @@ impl Settings {
             refresh_token_ttl,
             registrations_per_minute: raw.registrations_per_minute,
             log: raw.log,
+            cimd,
+            registration_initial_token,
+            unused_client_ttl,
         })
     }
 
@@ -185,6 +325,71 @@ impl Settings {
     pub fn is_https(&self) -> bool {
         self.public_url.starts_with("https://")
     }
+}
+
+/// Checks the Client ID Metadata Document settings.
+fn check_cimd(
+    raw: &RawSettings,
+    listen: SocketAddr,
+    bad: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<CimdSettings, ConfigError> {
+    let patterns = |key: &str, list: &HostList| -> Result<Vec<HostPattern>, ConfigError> {
+        list.entries().iter().map(|h| HostPattern::parse(h).map_err(|why| bad(key, why))).collect()
+    };
+    let allowed_hosts = patterns("cimd_allowed_hosts", &raw.cimd_allowed_hosts)?;
+    let denied_hosts = patterns("cimd_denied_hosts", &raw.cimd_denied_hosts)?;
+    let allow_loopback_hosts = raw.cimd_allow_loopback_hosts.entries();
+    for host in &allow_loopback_hosts {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        match literal.parse::<std::net::IpAddr>() {
+            Ok(ip) if !ip.is_loopback() => {
+                return Err(bad("cimd_allow_loopback_hosts", format!("`{host}` is not a loopback address")));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                HostPattern::parse(host).map_err(|why| bad("cimd_allow_loopback_hosts", why))?;
+            }
+        }
+    }
+    // draft-ietf-oauth-client-id-metadata-document §8.6: only a server that itself runs on
+    // loopback may fetch documents from loopback; never a deployment others reach.
+    if !allow_loopback_hosts.is_empty() && !listen.ip().is_loopback() {
+        return Err(bad(
+            "cimd_allow_loopback_hosts",
+            "is for local testing only: it needs `listen` on a loopback address such as 127.0.0.1".into(),
+        ));
+    }
+    if let Some(path) = &raw.cimd_ca_file
+        && !path.is_file()
+    {
+        return Err(bad("cimd_ca_file", format!("{} is not a readable file", path.display())));
+    }
+    let cache_min_ttl = parse_duration(&raw.cimd_cache_min_ttl).map_err(|why| bad("cimd_cache_min_ttl", why))?;
+    let cache_max_ttl = parse_duration(&raw.cimd_cache_max_ttl).map_err(|why| bad("cimd_cache_max_ttl", why))?;
+    if cache_max_ttl > 7 * 86_400 {
+        return Err(bad("cimd_cache_max_ttl", "must be at most 7d".into()));
+    }
+    if cache_min_ttl > cache_max_ttl {
+        return Err(bad("cimd_cache_min_ttl", "must not exceed cimd_cache_max_ttl".into()));
+    }
+    if !(1..=100_000).contains(&raw.cimd_cache_entries) {
+        return Err(bad("cimd_cache_entries", "must be between 1 and 100000".into()));
+    }
+    let timeout = parse_duration(&raw.cimd_fetch_timeout).map_err(|why| bad("cimd_fetch_timeout", why))?;
+    if !(1..=30).contains(&timeout) {
+        return Err(bad("cimd_fetch_timeout", "must be between 1s and 30s".into()));
+    }
+    Ok(CimdSettings {
+        enabled: raw.cimd_enabled,
+        allowed_hosts,
+        denied_hosts,
+        allow_loopback_hosts,
+        ca_file: raw.cimd_ca_file.clone(),
+        cache_min_ttl,
+        cache_max_ttl,
+        cache_entries: raw.cimd_cache_entries,
+        fetch_timeout_secs: timeout.unsigned_abs(),
+    })
 }
 
 fn describe_figment_error(e: figment::Error) -> String {

@@ -13,7 +13,7 @@ mod upstreams;
 mod users;
 mod workspaces;
 
-pub use clients::{ClientRow, NewClient};
+pub use clients::{ClientRow, ClientUpdate, NewClient, source as client_source};
 pub use codes::{CodeRedemption, CodeRow, NewCode};
 pub use grants::{GrantRow, NewRefreshToken, RefreshOutcome};
 pub use keys::SigningKeyRow;
