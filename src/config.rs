@@ -519,6 +519,71 @@ mod tests {
     }
 
     #[test]
+    fn client_registration_settings() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None, &FlagSettings::default()).unwrap();
+            assert!(s.cimd.enabled && s.cimd.allow_loopback_hosts.is_empty(), "loopback documents are off by default");
+            assert_eq!((s.cimd.cache_min_ttl, s.cimd.cache_max_ttl), (300, 86_400));
+            assert_eq!(s.unused_client_ttl, Some(7 * 86_400));
+            // Lists come as one comma- or space-separated variable, or as a TOML array.
+            jail.set_env("GATEHOUSE_CIMD_ALLOWED_HOSTS", "claude.ai, *.Example.com chatgpt.com");
+            jail.set_env("GATEHOUSE_CIMD_ALLOW_LOOPBACK_HOSTS", "localhost");
+            jail.set_env("GATEHOUSE_UNUSED_CLIENT_TTL", "never");
+            let s = Settings::load(None, &FlagSettings::default()).unwrap();
+            assert_eq!(
+                s.cimd.allowed_hosts,
+                vec![
+                    HostPattern::Exact("claude.ai".into()),
+                    HostPattern::Subdomains(".example.com".into()),
+                    HostPattern::Exact("chatgpt.com".into())
+                ]
+            );
+            assert!(s.cimd.allowed_hosts[1].matches("app.example.com"));
+            assert!(
+                !s.cimd.allowed_hosts[1].matches("example.com") && !s.cimd.allowed_hosts[1].matches("evilexample.com")
+            );
+            assert_eq!(s.cimd.allow_loopback_hosts, vec!["localhost".to_owned()]);
+            assert_eq!(s.unused_client_ttl, None);
+            jail.create_file("gatehouse.toml", "cimd_denied_hosts = [\"evil.example\"]\n")?;
+            let s = Settings::load(None, &FlagSettings::default()).unwrap();
+            assert_eq!(s.cimd.denied_hosts, vec![HostPattern::Exact("evil.example".into())]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn client_registration_settings_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            let mut refused = |var: &str, value: &str, says: &str| {
+                jail.clear_env();
+                jail.set_env(var, value);
+                let err = Settings::load(None, &FlagSettings::default()).unwrap_err().to_string();
+                assert!(
+                    err.contains(&var["GATEHOUSE_".len()..].to_lowercase()) && err.contains(says),
+                    "{var}={value}: {err}"
+                );
+            };
+            refused("GATEHOUSE_CIMD_ALLOW_LOOPBACK_HOSTS", "10.0.0.1", "not a loopback address");
+            refused("GATEHOUSE_CIMD_ALLOWED_HOSTS", "https://claude.ai", "not a host name");
+            refused("GATEHOUSE_REGISTRATION_INITIAL_TOKEN", "short", "at least 16");
+            refused("GATEHOUSE_UNUSED_CLIENT_TTL", "10m", "at least 1h");
+            refused("GATEHOUSE_CIMD_FETCH_TIMEOUT", "1m", "between 1s and 30s");
+            refused("GATEHOUSE_CIMD_CA_FILE", "/nonexistent/ca.pem", "not a readable file");
+            jail.clear_env();
+            jail.set_env("GATEHOUSE_CIMD_CACHE_MIN_TTL", "2d");
+            let err = Settings::load(None, &FlagSettings::default()).unwrap_err().to_string();
+            assert!(err.contains("must not exceed cimd_cache_max_ttl"), "{err}");
+            // Loopback documents only for a server that itself listens on loopback (draft §8.6).
+            jail.clear_env();
+            jail.set_env("GATEHOUSE_CIMD_ALLOW_LOOPBACK_HOSTS", "localhost");
+            jail.set_env("GATEHOUSE_LISTEN", "0.0.0.0:8080");
+            let err = Settings::load(None, &FlagSettings::default()).unwrap_err().to_string();
+            assert!(err.contains("local testing only"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_values_name_the_setting_and_where_it_came_from() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("g.toml", "listen = \"nowhere\"\n")?;

@@ -131,6 +131,36 @@ mod tests {
         assert_eq!(freshness(Some("public"), None), Freshness::Unspecified);
     }
 
+    fn client(id: &str) -> ClientRow {
+        crate::oauth::cimd::document::client_from_document(
+            id,
+            format!(r#"{{"client_id":"{id}","client_name":"c","redirect_uris":["https://a.example/cb"]}}"#).as_bytes(),
+            0,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_expires() {
+        let cache = DocumentCache::new(2);
+        cache.insert("https://a.example/1", client("https://a.example/1"), 100, 0);
+        cache.insert("https://a.example/2", client("https://a.example/2"), 50, 0);
+        assert!(cache.get("https://a.example/2", 49).is_some());
+        assert!(cache.get("https://a.example/2", 50).is_none(), "expired at its time");
+        cache.insert("https://a.example/2", client("https://a.example/2"), 50, 0);
+        // Full: the entry closest to expiry makes room.
+        cache.insert("https://a.example/3", client("https://a.example/3"), 200, 10);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("https://a.example/2", 10).is_none());
+        assert!(cache.get("https://a.example/1", 10).is_some() && cache.get("https://a.example/3", 10).is_some());
+        // Expired entries go first, whatever their expiry order.
+        cache.insert("https://a.example/4", client("https://a.example/4"), 300, 150);
+        assert!(cache.get("https://a.example/3", 150).is_some(), "still fresh");
+        assert!(cache.get("https://a.example/1", 150).is_none());
+        cache.forget("https://a.example/3");
+        assert_eq!(cache.len(), 1);
+    }
+
     #[test]
     fn ttl_is_bounded() {
         assert_eq!(ttl(Freshness::MaxAge(10), 300, 86_400), Some(300));
