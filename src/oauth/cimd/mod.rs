@@ -141,11 +141,6 @@ impl MetadataDocuments {
     pub fn forget(&self, client_id: &str) {
         self.cache.forget(client_id);
     }
-
-    /// How many documents are cached (for tests and metrics).
-    pub fn cached(&self) -> usize {
-        self.cache.len()
-    }
 }
 
 fn log_refusal(client_id: &str, err: &CimdError) {
