@@ -55,10 +55,7 @@ impl HostPattern {
         if !valid {
             return Err(format!("`{text}` is not a host name such as claude.ai or *.example.com"));
         }
-        Ok(match subdomains {
-            true => HostPattern::Subdomains(format!(".{host}")),
-            false => HostPattern::Exact(host.to_owned()),
-        })
+        Ok(if subdomains { HostPattern::Subdomains(format!(".{host}")) } else { HostPattern::Exact(host.to_owned()) })
     }
 
     /// `host` is lower case, as URL parsing leaves it.

@@ -124,10 +124,7 @@ async fn authorize_inner(state: &AppState, headers: &HeaderMap, raw_query: &str)
 async fn find_client(state: &AppState, client_id: &str) -> Result<ClientRow, Response> {
     if client_url::looks_like_url(client_id) {
         return state.client_documents.resolve(client_id, state.clock.now()).await.map_err(|e| {
-            let status = match e.is_temporary() {
-                true => StatusCode::SERVICE_UNAVAILABLE,
-                false => StatusCode::BAD_REQUEST,
-            };
+            let status = if e.is_temporary() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_REQUEST };
             let shown: String = client_id.chars().take(200).collect();
             PageError::new(
                 status,
@@ -277,10 +274,9 @@ async fn decide(
     let loopback_only =
         !registered.is_empty() && registered.iter().all(|u| Url::parse(u).is_ok_and(|u| is_loopback(&u)));
     // A metadata-document client is known by where its document lives: show that host (§8.5).
-    let document_host = match client.source.as_str() {
-        client_source::METADATA_DOCUMENT => Url::parse(&client.id).ok().and_then(|u| u.host_str().map(str::to_owned)),
-        _ => None,
-    };
+    let document_host = (client.source == client_source::METADATA_DOCUMENT)
+        .then(|| Url::parse(&client.id).ok().and_then(|u| u.host_str().map(str::to_owned)))
+        .flatten();
     let page = ConsentPage {
         client_name: &client.client_name,
         client_id: &client.id,

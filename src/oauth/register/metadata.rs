@@ -209,10 +209,7 @@ fn response_types(requested: Option<Vec<String>>, origin: Origin) -> Result<Vec<
         Origin::Registration => requested == ["code"],
         Origin::MetadataDocument => requested.iter().any(|r| r == "code"),
     };
-    match ok {
-        true => Ok(vec!["code".into()]),
-        false => Err(bad_metadata("response_types must be [\"code\"]")),
-    }
+    if ok { Ok(vec!["code".into()]) } else { Err(bad_metadata("response_types must be [\"code\"]")) }
 }
 
 fn redirect_uris(requested: Option<Vec<String>>) -> Result<Vec<String>, OAuthError> {

@@ -103,9 +103,10 @@ fn check_initial_access_token(state: &AppState, headers: &HeaderMap) -> Result<(
         )
     })?;
     // Both sides hashed first, so the comparison takes the same time whatever their lengths.
-    match constant_time_eq(&hash_secret(presented), &hash_secret(expected)) {
-        true => Ok(()),
-        false => Err(OAuthError::new(ErrorCode::InvalidToken, "the initial access token is not valid")),
+    if constant_time_eq(&hash_secret(presented), &hash_secret(expected)) {
+        Ok(())
+    } else {
+        Err(OAuthError::new(ErrorCode::InvalidToken, "the initial access token is not valid"))
     }
 }
 
