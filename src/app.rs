@@ -44,6 +44,8 @@ pub struct AppState {
     pub sessions: Arc<gateway::sessions::SessionBindings>,
     /// The last connection test of each upstream (Upstreams pages).
     pub upstream_health: Arc<web::health::HealthBoard>,
+    /// Client ID Metadata Documents: fetched, validated and cached.
+    pub client_documents: Arc<oauth::cimd::MetadataDocuments>,
     /// Cancelled at shutdown: ends open MCP streams so the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -62,6 +64,8 @@ pub enum StartError {
     Listen(SocketAddr, std::io::Error),
     #[error("first-run set-up failed: {0}")]
     Bootstrap(String),
+    #[error("{0}")]
+    ClientDocuments(#[from] oauth::cimd::fetch::FetcherError),
 }
 
 /// What the first start on an empty database created, to be printed once.
@@ -99,6 +103,7 @@ impl AppState {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let keys = KeyRing::load_or_create(&store, &sealer, settings.signing_alg, clock.now()).await?;
         let first_run = bootstrap(&store, &sealer, &clock).await?;
+        let client_documents = Arc::new(oauth::cimd::MetadataDocuments::new(&settings.cimd)?);
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -110,6 +115,7 @@ impl AppState {
             workspaces: Arc::new(gateway::workspaces::WorkspaceServers::new(shutdown.clone())),
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),
+            client_documents,
             shutdown,
         };
         Ok((state, first_run))
@@ -159,7 +165,12 @@ pub fn router(state: AppState) -> Router {
         .route("/token", post(oauth::token::token))
         .route("/revoke", post(oauth::revoke::revoke))
         .route("/introspect", post(oauth::introspect::introspect));
-    let register = Router::new().route("/register", post(oauth::register::register));
+    // Registration and RFC 7592 management share the per-address limit: both are open to
+    // anyone, and management guesses at registration access tokens should be slow.
+    let register = Router::new().route("/register", post(oauth::register::register)).route(
+        "/register/{client_id}",
+        get(oauth::register::manage::read).put(oauth::register::manage::update).delete(oauth::register::manage::delete),
+    );
     oauth_api = match register_limit {
         Some(limit) => oauth_api.merge(register.layer(limit)),
         None => oauth_api.merge(register),
@@ -214,25 +225,40 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     }
 }
 
-/// Deletes what has expired (codes, sessions, refresh tokens) once an hour.
+/// What one round of housekeeping deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub codes: u64,
+    pub sessions: u64,
+    pub refresh_tokens: u64,
+    pub unused_clients: u64,
+}
+
+/// Deletes what has expired: codes, sessions, refresh tokens, and client registrations never
+/// used within `unused_client_ttl`.
+pub async fn housekeeping(state: &AppState) -> Result<Swept, crate::store::StoreError> {
+    let now = state.clock.now();
+    let store = &state.store;
+    let unused_clients = match state.settings.unused_client_ttl {
+        Some(ttl) => store.purge_unused_clients(now - ttl).await?,
+        None => 0,
+    };
+    Ok(Swept {
+        codes: store.purge_codes(now).await?,
+        sessions: store.purge_sessions(now).await?,
+        refresh_tokens: store.purge_refresh_tokens(now).await?,
+        unused_clients,
+    })
+}
+
+/// Runs [`housekeeping`] once an hour.
 fn spawn_housekeeping(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3_600));
         loop {
             tick.tick().await;
-            let now = state.clock.now();
-            let store = &state.store;
-            let result = async {
-                let codes = store.purge_codes(now).await?;
-                let sessions = store.purge_sessions(now).await?;
-                let refresh = store.purge_refresh_tokens(now).await?;
-                Ok::<_, crate::store::StoreError>((codes, sessions, refresh))
-            }
-            .await;
-            match result {
-                Ok((codes, sessions, refresh)) => {
-                    tracing::debug!(codes, sessions, refresh, "housekeeping removed expired rows")
-                }
+            match housekeeping(&state).await {
+                Ok(swept) => tracing::debug!(?swept, "housekeeping removed expired rows"),
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry in an hour"),
             }
         }

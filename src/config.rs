@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::signing::SigningAlg;
 
+mod cimd;
+pub use cimd::{CimdSettings, HostList, HostPattern};
+
 pub const DEFAULT_CONFIG_FILE: &str = "gatehouse.toml";
 
 /// Settings as written by the operator (before checks).
@@ -26,6 +29,24 @@ pub struct RawSettings {
     pub refresh_token_ttl: String,
     pub registrations_per_minute: u32,
     pub log: String,
+    /// Fetch Client ID Metadata Documents for https `client_id`s.
+    pub cimd_enabled: bool,
+    /// If not empty, only client IDs on these hosts (`claude.ai`, `*.example.com`) are fetched.
+    pub cimd_allowed_hosts: HostList,
+    /// Client IDs on these hosts are refused.
+    pub cimd_denied_hosts: HostList,
+    /// Local testing only: hosts whose documents may be fetched from loopback addresses.
+    pub cimd_allow_loopback_hosts: HostList,
+    /// PEM file of extra root certificates trusted when fetching documents.
+    pub cimd_ca_file: Option<PathBuf>,
+    pub cimd_cache_min_ttl: String,
+    pub cimd_cache_max_ttl: String,
+    pub cimd_cache_entries: usize,
+    pub cimd_fetch_timeout: String,
+    /// If set, `POST /register` requires `Authorization: Bearer <this>` (RFC 7591 §3).
+    pub registration_initial_token: Option<String>,
+    /// Registered clients never used within this long are deleted (`never` keeps them).
+    pub unused_client_ttl: String,
 }
 
 impl Default for RawSettings {
@@ -41,6 +62,17 @@ impl Default for RawSettings {
             refresh_token_ttl: "30d".into(),
             registrations_per_minute: 20,
             log: "info".into(),
+            cimd_enabled: true,
+            cimd_allowed_hosts: HostList::default(),
+            cimd_denied_hosts: HostList::default(),
+            cimd_allow_loopback_hosts: HostList::default(),
+            cimd_ca_file: None,
+            cimd_cache_min_ttl: "5m".into(),
+            cimd_cache_max_ttl: "24h".into(),
+            cimd_cache_entries: 1_000,
+            cimd_fetch_timeout: "5s".into(),
+            registration_initial_token: None,
+            unused_client_ttl: "7d".into(),
         }
     }
 }
@@ -72,6 +104,10 @@ pub struct Settings {
     pub refresh_token_ttl: i64,
     pub registrations_per_minute: u32,
     pub log: String,
+    pub cimd: CimdSettings,
+    pub registration_initial_token: Option<String>,
+    /// Seconds after which a registration never used is deleted; `None`: never.
+    pub unused_client_ttl: Option<i64>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -83,6 +119,8 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &self.database_url.as_deref().map(redact_url))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
             .field("signing_alg", &self.signing_alg)
+            .field("cimd", &self.cimd)
+            .field("registration_initial_token", &self.registration_initial_token.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +196,27 @@ impl Settings {
         if raw.registrations_per_minute == 0 {
             return Err(bad("registrations_per_minute", "must be at least 1".into()));
         }
+        let cimd = cimd::check_cimd(&raw, listen, &bad)?;
+        let registration_initial_token = match raw.registration_initial_token.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) if t.len() < 16 => {
+                return Err(bad(
+                    "registration_initial_token",
+                    "must be at least 16 characters; generate one with `openssl rand -base64 32`".into(),
+                ));
+            }
+            Some(t) => Some(t.to_owned()),
+        };
+        let unused_client_ttl = match raw.unused_client_ttl.trim() {
+            "never" | "0" => None,
+            text => {
+                let ttl = parse_duration(text).map_err(|why| bad("unused_client_ttl", why))?;
+                if ttl < 3_600 {
+                    return Err(bad("unused_client_ttl", "must be at least 1h (or `never`)".into()));
+                }
+                Some(ttl)
+            }
+        };
         if let Some(url) = &raw.database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|p| url.starts_with(p)) {
@@ -178,6 +237,9 @@ impl Settings {
             refresh_token_ttl,
             registrations_per_minute: raw.registrations_per_minute,
             log: raw.log,
+            cimd,
+            registration_initial_token,
+            unused_client_ttl,
         })
     }
 

@@ -11,6 +11,7 @@ use gatehouse::clock::{Clock, SystemClock};
 use gatehouse::config::{FlagSettings, Settings, parse_duration};
 use gatehouse::gateway::registry;
 use gatehouse::gateway::upstream::UpstreamSpec;
+use gatehouse::oauth::preregistered;
 use gatehouse::store::Store;
 use gatehouse::workspace::{self, Role};
 use gatehouse::{identity, oauth};
@@ -154,15 +155,35 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum ClientCommand {
-    /// Create a confidential client_credentials client bound to a workspace; prints its secret once.
+    /// Create a client and print its id (and secret, once). With --redirect-uri: an
+    /// authorization-code client for an app people sign in to (confidential unless --public).
+    /// With --workspace: a confidential client_credentials client acting in that workspace.
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["workspace", "redirect_uris"])))]
     Add {
         #[arg(long)]
-        workspace: String,
-        #[arg(long)]
         name: String,
-        #[arg(long, default_value = "mcp:read mcp:tools")]
-        scope: String,
+        /// Workspace of a client_credentials client.
+        #[arg(long, conflicts_with_all = ["redirect_uris", "public"])]
+        workspace: Option<String>,
+        /// Redirect URI of an authorization-code client (repeatable).
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A public client (native or browser app): no secret, PKCE only.
+        #[arg(long, requires = "redirect_uris")]
+        public: bool,
+        /// Scopes the client may have [client_credentials default: "mcp:read mcp:tools";
+        /// authorization-code default: whatever the person consents to].
+        #[arg(long)]
+        scope: Option<String>,
     },
+    /// List OAuth clients (newest first), optionally only those from one source.
+    List {
+        #[arg(long, value_parser = ["dynamic", "admin", "metadata_document"])]
+        source: Option<String>,
+    },
+    /// Remove a client and everything issued to it (consents, grants, refresh tokens); its next
+    /// request is answered invalid_client, so MCP clients register again.
+    Remove { client_id: String },
 }
 
 #[tokio::main]
@@ -326,14 +347,71 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Client(ClientCommand::Add { workspace, name, scope }) => {
+        Command::Client(cmd) => {
             let (store, _, _) = app::open(&settings).await?;
+            client_command(&store, &clock, cmd).await
+        }
+    }
+}
+
+async fn client_command(store: &Store, clock: &dyn Clock, cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Add { name, workspace: Some(workspace), scope, .. } => {
+            let scope = scope.as_deref().unwrap_or("mcp:read mcp:tools");
             let (client_id, secret) =
-                oauth::register::create_machine_client(&store, &clock, &workspace, &name, &scope).await?;
+                preregistered::create_machine_client(store, clock, &workspace, &name, scope).await?;
             println!("client_id: {client_id}");
             println!("client_secret: {secret}  (shown once)");
-            Ok(())
         }
+        ClientCommand::Add { name, workspace: None, redirect_uris, public, scope } => {
+            let spec = preregistered::AuthorizationCodeClient {
+                name: &name,
+                redirect_uris: &redirect_uris,
+                public,
+                scope: scope.as_deref(),
+                workspace_id: None,
+            };
+            let created = preregistered::create_authorization_code_client(store, clock, &spec).await?;
+            println!("client_id: {}", created.client_id);
+            match created.client_secret {
+                Some(secret) => println!("client_secret: {secret}  (shown once)"),
+                None => println!("public client: no secret (the app uses PKCE)"),
+            }
+        }
+        ClientCommand::List { source } => {
+            let clients = store.list_clients(source.as_deref()).await?;
+            if clients.is_empty() {
+                eprintln!("no clients");
+            }
+            for c in clients {
+                let reach = match &c.workspace_id {
+                    Some(_) => "client_credentials".to_owned(),
+                    None => c.redirect_uri_list().join(" "),
+                };
+                let used =
+                    c.last_used_at.map_or_else(|| "never used".to_owned(), |t| format!("last used {}", ago(clock, t)));
+                let kind = if c.is_public() { "public" } else { "confidential" };
+                println!("{}\t{}\t{}\t{kind}\t{used}\t{reach}", c.id, c.source, c.client_name);
+            }
+        }
+        ClientCommand::Remove { client_id } => {
+            if !store.delete_client(&client_id).await? {
+                anyhow::bail!("no client {client_id}");
+            }
+            println!("removed client {client_id} and everything issued to it");
+        }
+    }
+    Ok(())
+}
+
+/// "3d ago", "5m ago": coarse, for listings.
+fn ago(clock: &dyn Clock, then: i64) -> String {
+    let secs = (clock.now() - then).max(0);
+    match secs {
+        s if s >= 86_400 => format!("{}d ago", s / 86_400),
+        s if s >= 3_600 => format!("{}h ago", s / 3_600),
+        s if s >= 60 => format!("{}m ago", s / 60),
+        s => format!("{s}s ago"),
     }
 }
 

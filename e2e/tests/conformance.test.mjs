@@ -65,11 +65,10 @@ for (const backend of backends()) {
       }
     }));
 
-    // The suite warns when the metadata does not advertise Client ID Metadata Documents; they
-    // arrive with their own issue (CIMD, SEP-991). Any other warning fails this test, and once
-    // CIMD lands the allowance below goes.
-    const KNOWN_WARNINGS = new Set(['authorization-server-metadata-cimd']);
-    test('no warnings but the known CIMD one', () => {
+    // The suite warns when the metadata does not advertise Client ID Metadata Documents; it
+    // does, so no warning is allowed.
+    const KNOWN_WARNINGS = new Set();
+    test('no warnings', () => {
       assert.ok(checks, 'the suite ran');
       const warnings = SCENARIOS.flatMap((s) => checks[s].filter((c) => c.status === 'WARNING'));
       const unexpected = warnings.filter((c) => !KNOWN_WARNINGS.has(c.id));

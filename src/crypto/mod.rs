@@ -40,6 +40,8 @@ pub enum SecretKind {
     MachineToken,
     ClientSecret,
     BrowserSession,
+    /// RFC 7592: lets a dynamically registered client read, update or delete its registration.
+    RegistrationAccessToken,
 }
 
 impl SecretKind {
@@ -50,6 +52,7 @@ impl SecretKind {
             SecretKind::MachineToken => "gh_mt_",
             SecretKind::ClientSecret => "gh_cs_",
             SecretKind::BrowserSession => "gh_sess_",
+            SecretKind::RegistrationAccessToken => "gh_rat_",
         }
     }
 }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::cimd::client_url;
 use super::error::{ErrorCode, OAuthError};
 use super::params::{FormParams, Params};
 use super::redirect::{display_host, is_loopback, matches};
@@ -20,7 +21,7 @@ use super::{CODE_TTL_SECS, issue};
 use crate::app::AppState;
 use crate::audit::{Actor, Event, EventKind};
 use crate::identity::session::{self, SignedIn};
-use crate::store::{ClientRow, WorkspaceRow};
+use crate::store::{ClientRow, StoreError, WorkspaceRow, client_source};
 use crate::web::PageError;
 use crate::web::pages::{ConsentPage, ScopeLine, registration_words, render};
 use crate::workspace::slug_from_resource;
@@ -89,17 +90,7 @@ async fn authorize_inner(state: &AppState, headers: &HeaderMap, raw_query: &str)
     let client_id = params.get("client_id").ok_or_else(|| {
         page("Invalid authorization request", "The request does not name an app (client_id is missing).".into())
     })?;
-    let client = state
-        .store
-        .client_by_id(client_id)
-        .await
-        .map_err(|e| PageError::from(e).into_response())?
-        .ok_or_else(|| {
-            page(
-                "Unknown app",
-                "This app is not registered with Gatehouse (it may have been deleted). Remove the server in your MCP client and add it again so it can register afresh.".into(),
-            )
-        })?;
+    let client = find_client(state, client_id).await?;
     let redirect_uri =
         choose_redirect(&client, params.get("redirect_uri")).map_err(|msg| page("Invalid redirect URI", msg))?;
     let reply = Reply { state, redirect_uri: &redirect_uri, client_state: params.get("state") };
@@ -115,12 +106,51 @@ async fn authorize_inner(state: &AppState, headers: &HeaderMap, raw_query: &str)
         let login = format!("/login?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
         return Ok(Redirect::to(&login).into_response());
     };
+    if client.source == client_source::METADATA_DOCUMENT {
+        // Consents, grants and codes refer to the client's row: write (or refresh) it now that
+        // a person is about to authorize it, not for every anonymous request.
+        state.store.upsert_metadata_document_client(&client).await.map_err(|e| match e {
+            StoreError::Conflict(_) => page(
+                "This app cannot connect",
+                "Its client ID is already used by another client registered here.".into(),
+            ),
+            e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::BadUrl(_)) => {
+                PageError::from(e).into_response()
+            }
+        })?;
+    }
     decide(state, &signed_in, &client, pending, &reply, params.get("prompt")).await
+}
+
+/// The client a request names: a URL is resolved through its metadata document (fetched or
+/// cached), anything else is looked up among registered clients.
+async fn find_client(state: &AppState, client_id: &str) -> Result<ClientRow, Response> {
+    if client_url::looks_like_url(client_id) {
+        return state.client_documents.resolve(client_id, state.clock.now()).await.map_err(|e| {
+            let status = if e.is_temporary() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_REQUEST };
+            let shown: String = client_id.chars().take(200).collect();
+            PageError::new(
+                status,
+                "This app cannot connect",
+                format!(
+                    "Gatehouse could not accept the app's client ID {shown}: {e} (OAuth error: invalid_client). If you develop this app, fix its client metadata document; otherwise tell its developer."
+                ),
+            )
+            .into_response()
+        });
+    }
+    state.store.client_by_id(client_id).await.map_err(|e| PageError::from(e).into_response())?.ok_or_else(|| {
+        PageError::bad_request(
+            "Unknown app",
+            "This app is not registered with Gatehouse (it may have been deleted). Remove the server in your MCP client and add it again so it can register afresh.",
+        )
+        .into_response()
+    })
 }
 
 /// The redirect URI to use: the one requested if registered, or the only one registered.
 fn choose_redirect(client: &ClientRow, requested: Option<&str>) -> Result<String, String> {
-    let registered: Vec<String> = serde_json::from_str(&client.redirect_uris).unwrap_or_default();
+    let registered = client.redirect_uri_list();
     match requested {
         Some(r) if registered.iter().any(|reg| matches(reg, r)) => Ok(r.to_owned()),
         Some(_) => Err(
@@ -254,15 +284,20 @@ async fn decide(
         .sign(&pending, &who.session_hash)
         .ok_or_else(|| reply.error(OAuthError::internal("could not sign the consent form")))?;
     let redirect_host = display_host(&pending.redirect_uri);
-    let registered: Vec<String> = serde_json::from_str(&client.redirect_uris).unwrap_or_default();
+    let registered = client.redirect_uri_list();
     let loopback_only =
         !registered.is_empty() && registered.iter().all(|u| Url::parse(u).is_ok_and(|u| is_loopback(&u)));
+    // A metadata-document client is known by where its document lives: show that host (§8.5).
+    let document_host = (client.source == client_source::METADATA_DOCUMENT)
+        .then(|| Url::parse(&client.id).ok().and_then(|u| u.host_str().map(str::to_owned)))
+        .flatten();
     let page = ConsentPage {
         client_name: &client.client_name,
         client_id: &client.id,
         redirect_host: &redirect_host,
         redirect_uri: &pending.redirect_uri,
-        dynamic_client: client.source == "dynamic",
+        dynamic_client: client.source == client_source::DYNAMIC,
+        document_host: document_host.as_deref(),
         loopback_only,
         registration: &registration_words(client),
         workspace_name: &ws.name,

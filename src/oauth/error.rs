@@ -23,6 +23,9 @@ pub enum ErrorCode {
     ConsentRequired,
     InvalidRedirectUri,
     InvalidClientMetadata,
+    /// RFC 6750 §3.1: a bearer token at a registration endpoint (RFC 7591 initial access token,
+    /// RFC 7592 registration access token) is missing or not valid.
+    InvalidToken,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -44,6 +47,7 @@ impl ErrorCode {
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -51,7 +55,7 @@ impl ErrorCode {
 
     fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InvalidRequest
@@ -139,7 +143,10 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if status == StatusCode::UNAUTHORIZED {
+        // Registration endpoints take bearer tokens; the others authenticate clients with Basic.
+        if self.code == ErrorCode::InvalidToken {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        } else if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"gatehouse\""));
         }
         response

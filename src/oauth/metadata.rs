@@ -18,6 +18,7 @@ pub async fn authorization_server(State(state): State<AppState>) -> impl IntoRes
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
         "registration_endpoint": format!("{issuer}/register"),
+        "client_id_metadata_document_supported": state.client_documents.enabled(),
         "revocation_endpoint": format!("{issuer}/revoke"),
         "introspection_endpoint": format!("{issuer}/introspect"),
         "jwks_uri": format!("{issuer}/jwks.json"),

@@ -1,7 +1,8 @@
-//! The authorization server: metadata, registration, authorization, tokens, revocation,
-//! introspection, and machine tokens.
+//! The authorization server: metadata, registration (dynamic, by metadata document, or by an
+//! operator), authorization, tokens, revocation, introspection, and machine tokens.
 
 pub mod authorize;
+pub mod cimd;
 pub mod client_auth;
 pub mod error;
 pub mod introspect;
@@ -9,7 +10,7 @@ pub mod issue;
 pub mod machine;
 pub mod metadata;
 pub mod params;
-pub mod preregister;
+pub mod preregistered;
 pub mod redirect;
 pub mod register;
 pub mod revoke;

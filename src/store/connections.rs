@@ -164,11 +164,4 @@ impl Store {
             Ok((consents.rows_affected(), grants.rows_affected()))
         })
     }
-
-    /// Deletes a client with everything it holds (consents, grants, codes, refresh tokens).
-    pub async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
-        let done = with_pool!(self.pool(), p => sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
-            .bind(client_id).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(done == 1)
-    }
 }

@@ -17,7 +17,7 @@ mod users;
 mod workspaces;
 
 pub use audit::{AuditQuery, AuditRow};
-pub use clients::{ClientRow, NewClient};
+pub use clients::{ClientRow, ClientUpdate, NewClient, source as client_source};
 pub use codes::{CodeRedemption, CodeRow, NewCode};
 pub use connections::{ConnectedAppRow, SessionFamilyRow, WorkspaceClientRow};
 pub use grants::{GrantRow, NewRefreshToken, RefreshOutcome};

@@ -17,7 +17,8 @@ use super::pages::{registration_label, render};
 use super::viewer::{Reject, Viewer, forbidden};
 use crate::app::AppState;
 use crate::audit::{Actor, Event, EventKind};
-use crate::oauth::preregister::{PreregisterError, preregister};
+use crate::oauth::error::ErrorCode;
+use crate::oauth::preregistered::{AuthorizationCodeClient, create_authorization_code_client};
 use crate::store::WorkspaceClientRow;
 
 pub struct ClientLine {
@@ -120,25 +121,33 @@ pub async fn create(
     let uris: Vec<String> =
         form.raw("redirect_uris").lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
     let confidential = form.get("type") == Some("confidential");
-    let result = preregister(&state.store, state.clock.as_ref(), &viewer.ws.id, name, &uris, confidential).await;
+    let spec = AuthorizationCodeClient {
+        name,
+        redirect_uris: &uris,
+        public: !confidential,
+        scope: None,
+        workspace_id: Some(&viewer.ws.id),
+    };
+    let result = create_authorization_code_client(&state.store, state.clock.as_ref(), &spec).await;
     let nav = Nav::for_workspace(&viewer, "clients");
     let mut page = match result {
-        Ok((client, secret)) => {
+        Ok(client) => {
             let event = Event::new(EventKind::ClientRegistered, Actor::user(viewer.user()))
                 .workspace(&viewer.ws.id)
-                .subject(Some(&client.id), &client.client_name)
+                .subject(Some(&client.client_id), &client.client_name)
                 .source(peer.ip())
                 .detail("how", "pre-registered by an owner")
                 .detail("auth_method", client.token_endpoint_auth_method.as_str())
                 .detail("redirect_uris", uris);
             state.audit(event).await;
             let mut page = ClientsPage::load(&state, &viewer, nav).await?;
-            page.created = Some(Created { name: client.client_name, client_id: client.id, secret });
+            let secret = client.client_secret;
+            page.created = Some(Created { name: client.client_name, client_id: client.client_id, secret });
             page
         }
-        Err(PreregisterError::Invalid(message)) => {
+        Err(e) if is_operator_mistake(e.code) => {
             let mut page = ClientsPage::load(&state, &viewer, nav).await?;
-            page.error = Some(message);
+            page.error = Some(e.description);
             page.form_name = name.to_owned();
             page.form_uris = uris.join("\n");
             page.form_confidential = confidential;
@@ -146,11 +155,32 @@ pub async fn create(
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             return Ok(res);
         }
-        Err(PreregisterError::Store(e)) => return Err(e.into()),
-        Err(PreregisterError::Crypto(e)) => return Err(PageError::from(e).into()),
+        Err(e) => return Err(PageError::internal(e.description).into()),
     };
     page.nav.notice = None;
     Ok(render(&page))
+}
+
+/// Whether a refused pre-registration is the owner's to fix (shown on the form) rather than
+/// the server's failure.
+fn is_operator_mistake(code: ErrorCode) -> bool {
+    match code {
+        ErrorCode::InvalidRedirectUri | ErrorCode::InvalidClientMetadata | ErrorCode::InvalidScope => true,
+        ErrorCode::InvalidRequest
+        | ErrorCode::InvalidClient
+        | ErrorCode::InvalidGrant
+        | ErrorCode::UnauthorizedClient
+        | ErrorCode::UnsupportedGrantType
+        | ErrorCode::UnsupportedResponseType
+        | ErrorCode::UnsupportedTokenType
+        | ErrorCode::InvalidTarget
+        | ErrorCode::AccessDenied
+        | ErrorCode::LoginRequired
+        | ErrorCode::ConsentRequired
+        | ErrorCode::InvalidToken
+        | ErrorCode::ServerError
+        | ErrorCode::TemporarilyUnavailable => false,
+    }
 }
 
 /// The client named by the form, if this workspace knows it.
@@ -202,6 +232,9 @@ pub async fn delete(
         ));
     }
     if state.store.delete_client(&row.client.id).await? {
+        // A metadata-document client comes back at its next authorization; drop the cached
+        // document so that comes from a fresh fetch.
+        state.client_documents.forget(&row.client.id);
         let event = Event::new(EventKind::ClientDeleted, Actor::user(viewer.user()))
             .workspace(&viewer.ws.id)
             .subject(Some(&row.client.id), &row.client.client_name)

@@ -58,6 +58,8 @@ pub struct ConsentPage<'a> {
     pub redirect_host: &'a str,
     pub redirect_uri: &'a str,
     pub dynamic_client: bool,
+    /// For a client identified by its metadata document: the host serving that document.
+    pub document_host: Option<&'a str>,
     pub loopback_only: bool,
     /// How the client came to be registered, in words.
     pub registration: &'a str,

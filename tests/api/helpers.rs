@@ -45,6 +45,25 @@ macro_rules! both_backends {
             }
         }
     };
+    // The same, with the settings adjusted first: `both_backends!(name, settings = |s| ..., |app| ...)`.
+    ($name:ident, settings = $adjust:expr, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let mut app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Sqlite, $adjust).await;
+                let _data_dir = app.data_dir.take();
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let mut app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Postgres, $adjust).await;
+                let _data_dir = app.data_dir.take();
+                ($body)(app).await;
+            }
+        }
+    };
 }
 
 pub struct TestApp {
@@ -70,7 +89,7 @@ fn pg_admin_url() -> String {
 }
 
 /// A fresh PostgreSQL database for one test. Databases left by earlier runs are swept first.
-async fn fresh_pg_database() -> String {
+pub async fn fresh_pg_database() -> String {
     use sqlx::Connection;
     let admin = pg_admin_url();
     let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to GATEHOUSE_TEST_DATABASE_URL");

@@ -4,9 +4,15 @@
 mod helpers;
 
 mod authorize;
+mod client_documents;
+mod client_lifecycle;
+mod compat;
+mod docserver;
 mod flow;
 mod gateway;
 mod hostile;
+mod hostile_clients;
+mod journey;
 mod login;
 mod page_forms;
 mod pages;
