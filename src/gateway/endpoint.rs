@@ -33,13 +33,15 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
     };
     let now = state.clock.now();
     let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(id) = &session
-        && let Binding::Foreign = state.sessions.check(id, &owner, now)
-    {
-        // As the transport says for unknown sessions: 404, and the client starts a new one.
-        return (StatusCode::NOT_FOUND, "session not found: initialize a new MCP session").into_response();
-    }
     let service = match &session {
+        // Within a session: the server it was opened on, if this principal opened it.
+        Some(id) => match state.sessions.check(id, &owner, now) {
+            Binding::Same(service) => service,
+            // As the transport says for unknown sessions: 404, and the client starts a new one.
+            Binding::Foreign => {
+                return (StatusCode::NOT_FOUND, "session not found: initialize a new MCP session").into_response();
+            }
+        },
         // A new session, or a stateless request, uses the workspace's current upstreams;
         // stateless requests share one server per principal (see `workspaces`).
         None => match registry::list(&state.store, &state.sealer, &workspace_id).await {
@@ -51,18 +53,14 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
                     .into_response();
             }
         },
-        Some(_) => match state.workspaces.current(&workspace_id) {
-            Some(service) => service,
-            None => return (StatusCode::NOT_FOUND, "session not found: initialize a new MCP session").into_response(),
-        },
     };
     let closing = req.method() == Method::DELETE;
-    let res = match service.oneshot(req).await {
+    let res = match service.clone().oneshot(req).await {
         Ok(res) => res.map(Body::new),
         Err(never) => match never {},
     };
     match (&session, res.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())) {
-        (None, Some(opened)) => state.sessions.bind(opened, &owner, now),
+        (None, Some(opened)) => state.sessions.bind(opened, &owner, now, service),
         (Some(id), _) if closing && res.status().is_success() => state.sessions.forget(id),
         _ => {}
     }

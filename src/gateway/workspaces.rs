@@ -4,7 +4,8 @@
 //! - Session-based clients (MCP 2025-06-18, 2025-11-25): one service per workspace; its handler
 //!   is built per MCP session, so each session has its own upstream sessions. The configuration
 //!   is read again whenever a client starts a session, so `gatehouse upstream add` takes effect
-//!   for new sessions without a restart.
+//!   for new sessions without a restart; live sessions keep the server they were opened on
+//!   (see `sessions`).
 //! - Stateless requests (MCP 2026-07-28, no `initialize`, no session): one service per
 //!   workspace *and principal*, whose handler is one shared aggregator, so upstream
 //!   connections (and stdio children) are opened once and reused across requests instead of
@@ -72,11 +73,6 @@ impl WorkspaceServers {
         let service = self.build(move || Aggregator::lazy(factory_upstreams.clone(), Lifecycle::Session));
         services.insert(workspace_id.to_owned(), (upstreams, service.clone()));
         service
-    }
-
-    /// The service already built for a workspace, for requests within a session.
-    pub fn current(&self, workspace_id: &str) -> Option<WorkspaceService> {
-        lock(&self.services).get(workspace_id).map(|(_, service)| service.clone())
     }
 
     /// The service for stateless requests of `principal` in a workspace whose upstreams are
