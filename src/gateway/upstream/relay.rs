@@ -87,7 +87,19 @@ struct Forward {
     request: RequestId,
     /// The downstream client's progress token, if it asked for progress.
     progress: Option<ProgressToken>,
+    order: Arc<ProgressOrder>,
     sequence: u64,
+}
+
+/// Keeps a request's relayed progress increasing. rmcp hands each notification to its own
+/// task, so notifications that arrive together can reach the handler in any order; progress
+/// must increase (MCP), so its value is the order: a burst is sent sorted, and a straggler
+/// older than what was already sent is dropped rather than sent backwards.
+#[derive(Default)]
+struct ProgressOrder {
+    pending: Mutex<Vec<ProgressNotificationParam>>,
+    /// Held while sending; the last progress value sent.
+    sent: tokio::sync::Mutex<Option<f64>>,
 }
 
 struct Relaying<'a>(&'a AtomicUsize);
@@ -163,6 +175,7 @@ impl Relay {
             peer: context.peer.clone(),
             request: context.id.clone(),
             progress: context.meta.get_progress_token(),
+            order: Arc::default(),
             sequence: self.0.sequence.fetch_add(1, Ordering::Relaxed),
         };
         lock(&self.0.forwards).insert(upstream_token.clone(), forward);
@@ -273,8 +286,23 @@ impl ClientHandler for Relay {
         let _relaying = self.relaying();
         let forward = lock(&self.0.forwards).get(&params.progress_token).cloned();
         // Progress nobody asked for (no downstream token) has nowhere to go.
-        if let Some(Forward { peer, progress: Some(token), .. }) = forward {
-            params.progress_token = token;
+        let Some(Forward { peer, progress: Some(token), order, .. }) = forward else {
+            return;
+        };
+        params.progress_token = token;
+        lock(&order.pending).push(params);
+        // Lets the other notifications of a burst join the batch.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let mut sent = order.sent.lock().await;
+        let mut batch = std::mem::take(&mut *lock(&order.pending));
+        batch.sort_by(|a, b| a.progress.total_cmp(&b.progress));
+        for params in batch {
+            if sent.is_some_and(|last| params.progress < last) {
+                continue;
+            }
+            *sent = Some(params.progress);
             drop(peer.notify_progress(params).await);
         }
     }
