@@ -35,9 +35,8 @@ const SCOPE = 'mcp:read mcp:tools mcp:resources';
 // Why a scenario fails against the test server itself (the gateway cannot do better than its
 // upstream). Checked: a scenario listed here that starts passing directly fails the test, so
 // the notes cannot go stale.
-const DIRECT_FAILURES = {
-  'tasks-': 'tasks extension (SEP-2663, optional): the upstream test server does not implement tasks',
-};
+// (Empty today: the test server passes every scenario of this suite version.)
+const DIRECT_FAILURES = {};
 const noteFor = (scenario) => Object.entries(DIRECT_FAILURES).find(([prefix]) => scenario.startsWith(prefix))?.[1];
 
 /** results[run][scenario] = { direct, sqlite, postgres } verdicts */

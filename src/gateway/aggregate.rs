@@ -25,12 +25,13 @@
 mod handler;
 mod listen;
 mod names;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, PoisonError, atomic::AtomicBool},
     time::Duration,
 };
 
@@ -68,6 +69,10 @@ struct Inner {
     listeners: Listeners,
     /// The merged tools as last listed, by the name the client sees (for SEP-2243 header checks).
     tools: Mutex<HashMap<String, Tool>>,
+    /// Some upstream reached so far offers the tasks extension.
+    offers_tasks: AtomicBool,
+    /// Task id -> index of the upstream running it (ids in the order they were created).
+    task_owners: Mutex<(VecDeque<String>, HashMap<String, usize>)>,
     /// Resource URI -> index of the upstream that listed it.
     resource_owners: Mutex<HashMap<String, usize>>,
     /// Literal start of each resource template -> index of its upstream.
@@ -141,13 +146,17 @@ impl Aggregator {
     pub fn new(upstreams: Vec<(Upstream, Result<UpstreamClient, UpstreamError>)>, listeners: Listeners) -> Self {
         let naming = Naming::new(upstreams.iter().map(|(upstream, _)| upstream.name.as_str()));
         let mut instructions = Vec::new();
+        let mut offers_tasks = false;
         let slots = upstreams
             .into_iter()
             .map(|(upstream, result)| {
                 let (client, problem) = match result {
                     Ok(client) => {
-                        if let Some(text) = client.peer_info().and_then(|info| info.instructions.clone()) {
-                            instructions.push(format!("{}: {text}", upstream.name));
+                        if let Some(info) = client.peer_info() {
+                            if let Some(text) = &info.instructions {
+                                instructions.push(format!("{}: {text}", upstream.name));
+                            }
+                            offers_tasks |= tasks::offered(&info.capabilities);
                         }
                         (Some(Arc::new(client)), String::new())
                     }
@@ -161,6 +170,7 @@ impl Aggregator {
                 Slot { upstream, state: AsyncMutex::new(state) }
             })
             .collect();
+        let offers_tasks = AtomicBool::new(offers_tasks);
         Self(Arc::new(Inner {
             slots,
             naming,
@@ -168,6 +178,8 @@ impl Aggregator {
             instructions: (!instructions.is_empty()).then(|| instructions.join("\n\n")),
             listeners,
             tools: Mutex::default(),
+            offers_tasks,
+            task_owners: Mutex::default(),
             resource_owners: Mutex::default(),
             template_prefixes: Mutex::default(),
             downstream: Mutex::default(),
@@ -200,6 +212,8 @@ impl Aggregator {
             instructions: None,
             listeners: Listeners::default(),
             tools: Mutex::default(),
+            offers_tasks: AtomicBool::new(false),
+            task_owners: Mutex::default(),
             resource_owners: Mutex::default(),
             template_prefixes: Mutex::default(),
             downstream: Mutex::default(),
@@ -231,6 +245,9 @@ impl Aggregator {
                 Ok(client) => {
                     if let Some(peer) = lock(&self.0.downstream).clone() {
                         client.relay().attach(&peer);
+                    }
+                    if let Some(info) = client.peer_info() {
+                        self.note_capabilities(&info.capabilities);
                     }
                     let client = Arc::new(client);
                     state.client = Some(client.clone());

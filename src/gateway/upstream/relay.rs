@@ -91,6 +91,9 @@ struct Forward {
     sequence: u64,
 }
 
+/// How long a progress notification waits for others of the same burst.
+const PROGRESS_BATCH: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Keeps a request's relayed progress increasing. rmcp hands each notification to its own
 /// task, so notifications that arrive together can reach the handler in any order; progress
 /// must increase (MCP), so its value is the order: a burst is sent sorted, and a straggler
@@ -146,7 +149,7 @@ impl Relay {
     /// overtake the notifications sent ahead of it; relayed after the response, they would
     /// find the downstream request finished (and a stateless client's stream closed).
     pub async fn settle(&self) {
-        const ROUNDS: usize = 50;
+        const ROUNDS: usize = 200;
         for round in 0..ROUNDS {
             tokio::task::yield_now().await;
             if round >= 3 && self.0.relaying.load(Ordering::Acquire) == 0 {
@@ -292,9 +295,7 @@ impl ClientHandler for Relay {
         params.progress_token = token;
         lock(&order.pending).push(params);
         // Lets the other notifications of a burst join the batch.
-        for _ in 0..3 {
-            tokio::task::yield_now().await;
-        }
+        tokio::time::sleep(PROGRESS_BATCH).await;
         let mut sent = order.sent.lock().await;
         let mut batch = std::mem::take(&mut *lock(&order.pending));
         batch.sort_by(|a, b| a.progress.total_cmp(&b.progress));
