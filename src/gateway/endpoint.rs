@@ -155,3 +155,18 @@ fn check_scopes(principal: &Principal, body: &Bytes) -> Result<(), Refusal> {
         scope: ScopeSet::from_stored(&scope).to_scope_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_legacy_initialize_opens_a_session() {
+        let opens = |body: &str| is_legacy_initialize(&Bytes::from(body.to_owned()));
+        assert!(opens(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#));
+        // 2026-07-28 names its version only in _meta, and has no handshake.
+        assert!(!opens(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"_meta":{}}}"#));
+        assert!(!opens(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{}}}"#));
+        assert!(!opens("{not json"));
+    }
+}
