@@ -94,7 +94,6 @@ pub enum Lifecycle {
 const SENDER_META: &[&str] =
     &["io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientInfo", "progressToken"];
 const RESERVED_META_PREFIX: &str = "io.modelcontextprotocol/";
-const CLIENT_CAPABILITIES_META: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// A live MCP client session with one upstream. Dropping it ends the session (and kills a
 /// stdio child).
@@ -255,9 +254,7 @@ impl UpstreamClient {
         let mut meta = RequestMetaObject::default();
         for (key, value) in downstream.0.0.iter() {
             let reserved = key.starts_with(RESERVED_META_PREFIX);
-            let keep = !SENDER_META.contains(&key.as_str())
-                && (!reserved || self.stateless)
-                && (key != CLIENT_CAPABILITIES_META || self.stateless);
+            let keep = !SENDER_META.contains(&key.as_str()) && (!reserved || self.stateless);
             if keep {
                 meta.0.0.insert(key.clone(), value.clone());
             }
