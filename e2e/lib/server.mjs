@@ -83,12 +83,13 @@ async function dropPgDatabase(name) {
 }
 
 /**
- * @param {{backend?: 'sqlite'|'postgres', env?: Record<string,string>}} opts  env: extra GATEHOUSE_* settings
+ * @param {{backend?: 'sqlite'|'postgres', env?: Record<string,string>, publicUrl?: string}} opts  env: extra
+ *   GATEHOUSE_* settings; publicUrl: the URL clients use, when something (a proxy) stands in front
  * @returns {Promise<{url:string, issuer:string, mcpUrl:string, otherMcpUrl:string, dataDir:string, databaseUrl:string|null,
  *   email:string, password:string, logs:()=>string, cli:(args:string[], input?:string)=>Promise<any>,
  *   stop:()=>Promise<void>}>}
  */
-export async function startGatehouse({ backend = 'sqlite', env = {} } = {}) {
+export async function startGatehouse({ backend = 'sqlite', env = {}, publicUrl } = {}) {
   const bin = gatehouseBin();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gh-e2e-'));
   let pg = null;
@@ -114,8 +115,9 @@ export async function startGatehouse({ backend = 'sqlite', env = {} } = {}) {
     const settings = ['--data-dir', dataDir, ...(pg ? ['--database-url', pg.url] : [])];
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
+    const publicBase = publicUrl ?? url;
 
-    child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--public-url', url, ...settings], {
+    child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--public-url', publicBase, ...settings], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // Plain logs: no colour codes in what we print on failure.
       env: gatehouseEnv({ NO_COLOR: '1', RUST_LOG_STYLE: 'never', ...env }),
@@ -134,9 +136,9 @@ export async function startGatehouse({ backend = 'sqlite', env = {} } = {}) {
 
     return {
       url,
-      issuer: url,
-      mcpUrl: `${url}/t/default/mcp`,
-      otherMcpUrl: `${url}/t/other/mcp`,
+      issuer: publicBase,
+      mcpUrl: `${publicBase}/t/default/mcp`,
+      otherMcpUrl: `${publicBase}/t/other/mcp`,
       dataDir,
       databaseUrl: pg?.url ?? null,
       backend,

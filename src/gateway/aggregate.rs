@@ -11,31 +11,34 @@
 //!   configured owns it and the duplicate is left out of the merged list.
 //! - An upstream that cannot be reached is left out of listings (with a warning in the log), and
 //!   requests routed to it fail with a JSON-RPC error naming it. A dead session is reconnected
-//!   on a later request, at most once per [`RETRY_AFTER`], which also restarts a stdio child that
-//!   exited.
+//!   on a later request, which also restarts a stdio child that exited; after a failed attempt
+//!   the next waits [`RETRY_AFTER`], doubling with each further failure up to [`RETRY_MAX`].
 //!
-//! Meant to be created per downstream MCP session: the upstream sessions (and stdio children)
-//! belong to that session, and what upstreams send on their own goes back to its client.
+//! Two ways to use it, one per protocol era ([`Lifecycle`]):
+//! - per downstream MCP session (2025-06-18, 2025-11-25): the upstream sessions (and stdio
+//!   children) belong to that session, and what upstreams send on their own goes back to its
+//!   client;
+//! - shared by the stateless (2026-07-28) requests of one principal in one workspace: upstream
+//!   connections are opened once and reused across requests; what upstreams announce reaches
+//!   that principal's `subscriptions/listen` streams.
 
+mod handler;
+mod listen;
 mod names;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, PoisonError, atomic::AtomicBool},
     time::Duration,
 };
 
 use rmcp::{
-    ErrorData, Peer, RoleServer, ServerHandler,
-    model::{
-        CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, GetExtensions, GetPromptRequest,
-        GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
-        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequest, ReadResourceRequestParams,
-        ReadResourceResponse, ServerCapabilities, ServerConfig, ServerResult,
-    },
-    service::{NotificationContext, RequestContext},
+    ErrorData, Peer, RoleServer,
+    model::{ClientRequest, GetExtensions, ResultType, ServerResult, Tool},
+    service::RequestContext,
 };
 use tokio::{sync::Mutex as AsyncMutex, task::JoinSet, time::Instant};
 
@@ -43,11 +46,13 @@ pub use names::Naming;
 
 use super::{
     demo,
-    upstream::{Upstream, UpstreamClient, UpstreamError, connect, unavailable},
+    upstream::{Lifecycle, Listeners, Upstream, UpstreamClient, UpstreamError, connect, unavailable},
 };
 
 /// A broken upstream is not retried more often than this.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Repeated failures space the attempts out, up to this.
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How long one upstream may take to answer a listing before it is left out of the result.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,7 +63,16 @@ pub struct Aggregator(Arc<Inner>);
 struct Inner {
     slots: Vec<Slot>,
     naming: Naming,
+    lifecycle: Lifecycle,
     instructions: Option<String>,
+    /// Open `subscriptions/listen` streams; every upstream's relay tells them of changes.
+    listeners: Listeners,
+    /// The merged tools as last listed, by the name the client sees (for SEP-2243 header checks).
+    tools: Mutex<HashMap<String, Tool>>,
+    /// Some upstream reached so far offers the tasks extension.
+    offers_tasks: AtomicBool,
+    /// Task id -> index of the upstream running it (ids in the order they were created).
+    task_owners: Mutex<(VecDeque<String>, HashMap<String, usize>)>,
     /// Resource URI -> index of the upstream that listed it.
     resource_owners: Mutex<HashMap<String, usize>>,
     /// Literal start of each resource template -> index of its upstream.
@@ -76,6 +90,16 @@ struct SlotState {
     /// Why the upstream is unavailable, for the error the client sees.
     problem: String,
     last_attempt: Instant,
+    /// Connection attempts that failed in a row (for the backoff).
+    failures: u32,
+}
+
+impl SlotState {
+    /// How long after the last attempt the next may start.
+    fn backoff(&self) -> Duration {
+        let doublings = self.failures.saturating_sub(1).min(8);
+        RETRY_AFTER.saturating_mul(1 << doublings).min(RETRY_MAX)
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -83,13 +107,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Aggregator {
-    /// Connects to every upstream at once; those that fail are kept, as unavailable, and
-    /// retried later.
+    /// Connects to every upstream at once (for one downstream session); those that fail are
+    /// kept, as unavailable, and retried later.
     pub async fn connect(upstreams: &[Upstream]) -> Self {
+        let listeners = Listeners::default();
         let mut connecting = JoinSet::new();
         for (index, upstream) in upstreams.iter().enumerate() {
             let upstream = upstream.clone();
-            connecting.spawn(async move { (index, connect(&upstream).await) });
+            let listeners = listeners.clone();
+            connecting.spawn(async move { (index, connect(&upstream, Lifecycle::Session, &listeners).await) });
         }
         let mut results: Vec<Option<Result<UpstreamClient, UpstreamError>>> = upstreams.iter().map(|_| None).collect();
         while let Some(joined) = connecting.join_next().await {
@@ -112,20 +138,25 @@ impl Aggregator {
                 (upstream.clone(), result)
             })
             .collect();
-        Self::new(connected)
+        Self::new(connected, listeners)
     }
 
-    /// Builds the merged server from upstreams already connected (or not).
-    pub fn new(upstreams: Vec<(Upstream, Result<UpstreamClient, UpstreamError>)>) -> Self {
+    /// Builds the merged server (for one downstream session) from upstreams already connected
+    /// (or not), whose relays tell `listeners` of changes.
+    pub fn new(upstreams: Vec<(Upstream, Result<UpstreamClient, UpstreamError>)>, listeners: Listeners) -> Self {
         let naming = Naming::new(upstreams.iter().map(|(upstream, _)| upstream.name.as_str()));
         let mut instructions = Vec::new();
+        let mut offers_tasks = false;
         let slots = upstreams
             .into_iter()
             .map(|(upstream, result)| {
                 let (client, problem) = match result {
                     Ok(client) => {
-                        if let Some(text) = client.peer_info().and_then(|info| info.instructions.clone()) {
-                            instructions.push(format!("{}: {text}", upstream.name));
+                        if let Some(info) = client.peer_info() {
+                            if let Some(text) = &info.instructions {
+                                instructions.push(format!("{}: {text}", upstream.name));
+                            }
+                            offers_tasks |= tasks::offered(&info.capabilities);
                         }
                         (Some(Arc::new(client)), String::new())
                     }
@@ -134,13 +165,21 @@ impl Aggregator {
                         (None, error.to_string())
                     }
                 };
-                Slot { upstream, state: AsyncMutex::new(SlotState { client, problem, last_attempt: Instant::now() }) }
+                let failures = u32::from(client.is_none());
+                let state = SlotState { client, problem, last_attempt: Instant::now(), failures };
+                Slot { upstream, state: AsyncMutex::new(state) }
             })
             .collect();
+        let offers_tasks = AtomicBool::new(offers_tasks);
         Self(Arc::new(Inner {
             slots,
             naming,
+            lifecycle: Lifecycle::Session,
             instructions: (!instructions.is_empty()).then(|| instructions.join("\n\n")),
+            listeners,
+            tools: Mutex::default(),
+            offers_tasks,
+            task_owners: Mutex::default(),
             resource_owners: Mutex::default(),
             template_prefixes: Mutex::default(),
             downstream: Mutex::default(),
@@ -148,8 +187,9 @@ impl Aggregator {
     }
 
     /// A merged server that connects to each upstream on first use. rmcp builds one handler
-    /// per MCP session from a synchronous factory, so connecting cannot happen up front.
-    pub fn lazy(upstreams: Vec<Upstream>) -> Self {
+    /// per MCP session (or, shared, for stateless requests) from a synchronous factory, so
+    /// connecting cannot happen up front.
+    pub fn lazy(upstreams: Vec<Upstream>, lifecycle: Lifecycle) -> Self {
         let naming = Naming::new(upstreams.iter().map(|upstream| upstream.name.as_str()));
         // "Last attempted long ago": the first request connects at once.
         let long_ago = Instant::now().checked_sub(RETRY_AFTER).unwrap_or_else(Instant::now);
@@ -161,13 +201,19 @@ impl Aggregator {
                     client: None,
                     problem: "not connected yet".to_owned(),
                     last_attempt: long_ago,
+                    failures: 0,
                 }),
             })
             .collect();
         Self(Arc::new(Inner {
             slots,
             naming,
+            lifecycle,
             instructions: None,
+            listeners: Listeners::default(),
+            tools: Mutex::default(),
+            offers_tasks: AtomicBool::new(false),
+            task_owners: Mutex::default(),
             resource_owners: Mutex::default(),
             template_prefixes: Mutex::default(),
             downstream: Mutex::default(),
@@ -178,8 +224,8 @@ impl Aggregator {
         self.0.slots.get(index).map_or("?", |slot| slot.upstream.name.as_str())
     }
 
-    /// The live session of upstream `index`, reconnecting if it is down and was not tried
-    /// within [`RETRY_AFTER`].
+    /// The live session of upstream `index`, reconnecting if it is down and its backoff has
+    /// passed.
     async fn client(&self, index: usize) -> Result<Arc<UpstreamClient>, ErrorData> {
         let Some(slot) = self.0.slots.get(index) else {
             return Err(ErrorData::internal_error("no such upstream", None));
@@ -193,19 +239,26 @@ impl Aggregator {
             state.client = None;
             state.problem = "its session ended".to_owned();
         }
-        if state.last_attempt.elapsed() >= RETRY_AFTER {
+        if state.failures == 0 || state.last_attempt.elapsed() >= state.backoff() {
             state.last_attempt = Instant::now();
-            match connect(&slot.upstream).await {
+            match connect(&slot.upstream, self.0.lifecycle, &self.0.listeners).await {
                 Ok(client) => {
                     if let Some(peer) = lock(&self.0.downstream).clone() {
                         client.relay().attach(&peer);
                     }
+                    if let Some(info) = client.peer_info() {
+                        self.note_capabilities(&info.capabilities);
+                    }
                     let client = Arc::new(client);
                     state.client = Some(client.clone());
+                    state.failures = 0;
                     return Ok(client);
                 }
                 Err(error) => {
-                    tracing::warn!(upstream = %slot.upstream.name, %error, "upstream still unavailable");
+                    state.failures = state.failures.saturating_add(1);
+                    tracing::warn!(
+                        upstream = %slot.upstream.name, %error, retry_in = ?state.backoff(), "upstream still unavailable"
+                    );
                     state.problem = error.to_string();
                 }
             }
@@ -284,182 +337,22 @@ impl Aggregator {
             .max_by_key(|(prefix, _)| prefix.len())
             .map(|(_, index)| *index)
     }
+
+    /// Every upstream that can be reached now, in configuration order.
+    async fn reachable(&self) -> Vec<(usize, Arc<UpstreamClient>)> {
+        let mut reachable = Vec::new();
+        for index in 0..self.0.slots.len() {
+            match self.client(index).await {
+                Ok(client) => reachable.push((index, client)),
+                Err(error) => tracing::warn!(upstream = %self.name_of(index), error = %error.message, "unreachable"),
+            }
+        }
+        reachable
+    }
 }
 
-fn unexpected(upstream: &str) -> ErrorData {
-    ErrorData::internal_error(format!("upstream `{upstream}` sent an unexpected answer"), None)
-}
-
-impl ServerHandler for Aggregator {
-    fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder()
-            .enable_tools()
-            .enable_tool_list_changed()
-            .enable_resources()
-            .enable_resources_list_changed()
-            .enable_prompts()
-            .enable_prompts_list_changed()
-            .build();
-        let config = ServerConfig::new(capabilities)
-            .with_server_info(Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")).with_title("Gatehouse"));
-        match &self.0.instructions {
-            Some(instructions) => config.with_instructions(instructions.clone()),
-            None => config,
-        }
-    }
-
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.note(&context.peer);
-        for slot in &self.0.slots {
-            if let Some(client) = &slot.state.lock().await.client {
-                client.relay().attach(&context.peer);
-            }
-        }
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        self.note(&context.peer);
-        let gathered = self.gather("tools/list", |client| async move { client.peer().list_all_tools().await }).await;
-        let tools = gathered
-            .into_iter()
-            .flat_map(|(index, tools)| {
-                tools.into_iter().map(move |mut tool| {
-                    tool.name = self.0.naming.outer(index, &tool.name).into();
-                    tool
-                })
-            })
-            .collect();
-        Ok(ListToolsResult::with_all_items(tools))
-    }
-
-    async fn call_tool(
-        &self,
-        mut request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let Some((index, inner)) = self.0.naming.route(&request.name) else {
-            return Err(ErrorData::invalid_params(format!("unknown tool `{}`", request.name), None));
-        };
-        request.name = inner.to_owned().into();
-        match self.forward(index, ClientRequest::CallToolRequest(CallToolRequest::new(request)), &context).await? {
-            ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
-            ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
-            ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
-            _ => Err(unexpected(self.name_of(index))),
-        }
-    }
-
-    async fn list_prompts(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListPromptsResult, ErrorData> {
-        self.note(&context.peer);
-        let gathered =
-            self.gather("prompts/list", |client| async move { client.peer().list_all_prompts().await }).await;
-        let prompts = gathered
-            .into_iter()
-            .flat_map(|(index, prompts)| {
-                prompts.into_iter().map(move |mut prompt| {
-                    prompt.name = self.0.naming.outer(index, &prompt.name);
-                    prompt
-                })
-            })
-            .collect();
-        Ok(ListPromptsResult::with_all_items(prompts))
-    }
-
-    async fn get_prompt(
-        &self,
-        mut request: GetPromptRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<GetPromptResponse, ErrorData> {
-        let Some((index, inner)) = self.0.naming.route(&request.name) else {
-            return Err(ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None));
-        };
-        request.name = inner.to_owned();
-        match self.forward(index, ClientRequest::GetPromptRequest(GetPromptRequest::new(request)), &context).await? {
-            ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
-            ServerResult::InputRequiredResult(result) => Ok(GetPromptResponse::InputRequired(result)),
-            _ => Err(unexpected(self.name_of(index))),
-        }
-    }
-
-    async fn list_resources(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListResourcesResult, ErrorData> {
-        self.note(&context.peer);
-        let gathered =
-            self.gather("resources/list", |client| async move { client.peer().list_all_resources().await }).await;
-        let mut owners = lock(&self.0.resource_owners);
-        let mut resources = Vec::new();
-        for (index, listed) in gathered {
-            for resource in listed {
-                match owners.get(&resource.uri) {
-                    Some(owner) if *owner != index => {
-                        tracing::debug!(uri = %resource.uri, upstream = %self.name_of(index), "duplicate resource left out");
-                    }
-                    _ => {
-                        owners.insert(resource.uri.clone(), index);
-                        resources.push(resource);
-                    }
-                }
-            }
-        }
-        Ok(ListResourcesResult::with_all_items(resources))
-    }
-
-    async fn list_resource_templates(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        self.note(&context.peer);
-        let gathered =
-            self.gather("resources/templates/list", |client| async move {
-                client.peer().list_all_resource_templates().await
-            })
-            .await;
-        let mut prefixes = Vec::new();
-        let mut templates = Vec::new();
-        for (index, listed) in gathered {
-            for template in listed {
-                let literal = template.uri_template.split('{').next().unwrap_or_default().to_owned();
-                prefixes.push((literal, index));
-                templates.push(template);
-            }
-        }
-        *lock(&self.0.template_prefixes) = prefixes;
-        Ok(ListResourceTemplatesResult::with_all_items(templates))
-    }
-
-    async fn read_resource(
-        &self,
-        request: ReadResourceRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ReadResourceResponse, ErrorData> {
-        let candidates: Vec<usize> = match self.owner_of(&request.uri) {
-            Some(index) => vec![index],
-            None => (0..self.0.slots.len()).collect(),
-        };
-        let mut last_error = ErrorData::resource_not_found(format!("no resource {}", request.uri), None);
-        for index in candidates {
-            let read = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request.clone()));
-            match self.forward(index, read, &context).await {
-                Ok(ServerResult::ReadResourceResult(result)) => return Ok(ReadResourceResponse::Complete(result)),
-                Ok(ServerResult::InputRequiredResult(result)) => {
-                    return Ok(ReadResourceResponse::InputRequired(result));
-                }
-                Ok(_) => last_error = unexpected(self.name_of(index)),
-                Err(error) => last_error = error,
-            }
-        }
-        Err(last_error)
-    }
+/// Results from upstreams on the session-based revisions carry no `resultType`; 2026-07-28
+/// requires it on every result (rmcp removes it again for session-based clients).
+fn mark_complete(result_type: &mut Option<ResultType>) {
+    result_type.get_or_insert(ResultType::COMPLETE);
 }

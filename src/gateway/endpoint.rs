@@ -27,40 +27,40 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: Request) -> Response {
     let resource_metadata = metadata_url(&state.settings.public_url, &slug);
     let ctx = ChallengeContext { resource_metadata: &resource_metadata, default_scope: DEFAULT_SCOPE };
-    let (req, owner, workspace_id) = match admit(&state, &slug, req).await {
+    let Admitted { request: req, owner, workspace_id, opens_session } = match admit(&state, &slug, req).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response_with(&ctx),
     };
     let now = state.clock.now();
     let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(id) = &session
-        && let Binding::Foreign = state.sessions.check(id, &owner, now)
-    {
-        // As the transport says for unknown sessions: 404, and the client starts a new one.
-        return (StatusCode::NOT_FOUND, "session not found: initialize a new MCP session").into_response();
-    }
     let service = match &session {
-        // A new session (or a stateless request) uses the workspace's current upstreams.
+        // Within a session: the server it was opened on, if this principal opened it.
+        Some(id) => match state.sessions.check(id, &owner, now) {
+            Binding::Same(service) => service,
+            // As the transport says for unknown sessions: 404, and the client starts a new one.
+            Binding::Foreign => {
+                return (StatusCode::NOT_FOUND, "session not found: initialize a new MCP session").into_response();
+            }
+        },
+        // A new session, or a stateless request, uses the workspace's current upstreams;
+        // stateless requests share one server per principal (see `workspaces`).
         None => match registry::list(&state.store, &state.sealer, &workspace_id).await {
-            Ok(upstreams) => state.workspaces.for_config(&workspace_id, upstreams),
+            Ok(upstreams) if opens_session => state.workspaces.for_config(&workspace_id, upstreams),
+            Ok(upstreams) => state.workspaces.stateless(&workspace_id, &owner, upstreams),
             Err(e) => {
                 tracing::error!(error = %e, workspace = %slug, "cannot read the workspace's upstreams");
                 return (StatusCode::SERVICE_UNAVAILABLE, "the workspace's servers cannot be loaded; retry shortly")
                     .into_response();
             }
         },
-        Some(_) => match state.workspaces.current(&workspace_id) {
-            Some(service) => service,
-            None => return (StatusCode::NOT_FOUND, "session not found: initialize a new MCP session").into_response(),
-        },
     };
     let closing = req.method() == Method::DELETE;
-    let res = match service.oneshot(req).await {
+    let res = match service.clone().oneshot(req).await {
         Ok(res) => res.map(Body::new),
         Err(never) => match never {},
     };
     match (&session, res.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())) {
-        (None, Some(opened)) => state.sessions.bind(opened, &owner, now),
+        (None, Some(opened)) => state.sessions.bind(opened, &owner, now, service),
         (Some(id), _) if closing && res.status().is_success() => state.sessions.forget(id),
         _ => {}
     }
@@ -69,10 +69,21 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
-/// Runs every check; returns the request to forward, with the caller's identity attached
-/// and the Authorization header removed (the client's token never travels upstream).
-/// Also returns who is calling (the key their MCP sessions are bound to) and the workspace id.
-async fn admit(state: &AppState, slug: &str, req: Request) -> Result<(Request, String, String), Refusal> {
+/// A request that passed every check.
+struct Admitted {
+    /// To forward: the caller's identity attached, the Authorization header removed (the
+    /// client's token never travels upstream).
+    request: Request,
+    /// Who is calling: the key their MCP sessions and stateless servers are bound to.
+    owner: String,
+    workspace_id: String,
+    /// A session-based client's `initialize` (or a GET or DELETE, which only sessions have);
+    /// anything else without a session id is a stateless (2026-07-28) request.
+    opens_session: bool,
+}
+
+/// Runs every check on a request to the MCP endpoint.
+async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, Refusal> {
     origin::check(req.headers(), &state.settings.public_url)?;
     let ws = state
         .store
@@ -85,14 +96,15 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<(Request, S
         .ok_or(Refusal::UnknownWorkspace)?;
     let (mut parts, body) = req.into_parts();
     let principal = authenticate(state, &parts.headers, parts.uri.query(), &ws).await?;
-    let body = if parts.method == Method::POST {
+    let (body, opens_session) = if parts.method == Method::POST {
         let bytes = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
             .await
             .map_err(|_| Refusal::BadRequest(format!("JSON-RPC messages are limited to {MAX_MESSAGE_BYTES} bytes")))?;
         check_scopes(&principal, &bytes)?;
-        Body::from(bytes)
+        let opens_session = is_legacy_initialize(&bytes);
+        (Body::from(bytes), opens_session)
     } else {
-        body
+        (body, true)
     };
     parts.headers.remove(header::AUTHORIZATION);
     parts.extensions.insert(Caller {
@@ -103,7 +115,16 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<(Request, S
     });
     let owner = format!("{}\0{}\0{}", principal.workspace_id, principal.client_id, principal.subject);
     parts.extensions.insert(principal);
-    Ok((Request::from_parts(parts, body), owner, ws.id))
+    Ok(Admitted { request: Request::from_parts(parts, body), owner, workspace_id: ws.id, opens_session })
+}
+
+/// An `initialize` request of the session-based revisions: it names its protocol version in
+/// `params` (2026-07-28 has no handshake, and a stateless message names it only in `_meta`).
+fn is_legacy_initialize(body: &Bytes) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|message| {
+        message.get("method").and_then(Value::as_str) == Some("initialize")
+            && message.get("params").and_then(|params| params.get("protocolVersion")).is_some()
+    })
 }
 
 /// Every method in the message (one request or a batch) must be covered by the token's
@@ -133,4 +154,19 @@ fn check_scopes(principal: &Principal, body: &Bytes) -> Result<(), Refusal> {
         description: format!("this operation needs {}", missing.into_iter().collect::<Vec<_>>().join(" ")),
         scope: ScopeSet::from_stored(&scope).to_scope_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_legacy_initialize_opens_a_session() {
+        let opens = |body: &str| is_legacy_initialize(&Bytes::from(body.to_owned()));
+        assert!(opens(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#));
+        // 2026-07-28 names its version only in _meta, and has no handshake.
+        assert!(!opens(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"_meta":{}}}"#));
+        assert!(!opens(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{}}}"#));
+        assert!(!opens("{not json"));
+    }
 }

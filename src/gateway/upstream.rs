@@ -17,12 +17,14 @@ use std::{collections::HashMap, process::Stdio, sync::Arc, time::Duration};
 
 use axum::http::{HeaderName, HeaderValue};
 use rmcp::{
-    ErrorData, RoleClient, RoleServer, ServiceExt,
+    ClientLifecycleMode, ClientServiceExt, ErrorData, RoleClient, RoleServer, ServiceExt,
     model::{
-        ClientCapabilities, ClientConfig, ClientNotification, ClientRequest, ErrorCode, Implementation, ServerResult,
+        ClientCapabilities, ClientConfig, ClientNotification, ClientRequest, ErrorCode, GetMeta, Implementation,
+        ProtocolVersion, RequestMetaObject, ServerResult,
     },
     service::{
-        RequestContext, RequestHandle, RunningService, RxJsonRpcMessage, ServiceError, ServiceRole, TxJsonRpcMessage,
+        PeerRequestOptions, RequestContext, RequestHandle, RunningService, RxJsonRpcMessage, ServiceError, ServiceRole,
+        TxJsonRpcMessage,
     },
     transport::{
         StreamableHttpClientTransport, TokioChildProcess, Transport,
@@ -31,7 +33,7 @@ use rmcp::{
 };
 use tokio::{io::AsyncBufReadExt, sync::mpsc};
 
-pub use relay::Relay;
+pub use relay::{Listeners, Relay};
 
 use super::demo::DemoServer;
 
@@ -74,11 +76,32 @@ pub enum UpstreamError {
     Handshake { upstream: String, reason: String },
 }
 
+/// How the gateway opens its connection to an upstream, following the downstream client it
+/// serves (the two protocol eras cannot be bridged request by request: a 2025 session relays
+/// sampling and elicitation as server-to-client requests, 2026-07-28 returns them inside
+/// results as input requests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// The `initialize` handshake and a session (MCP 2025-06-18 and 2025-11-25).
+    Session,
+    /// `server/discover` and self-contained requests (MCP 2026-07-28), falling back to a
+    /// session when the upstream predates 2026-07-28.
+    Stateless,
+}
+
+/// Keys of the reserved `_meta` namespace that describe the sender of a request; the gateway
+/// sends its own (rmcp fills them in), never the downstream client's.
+const SENDER_META: &[&str] =
+    &["io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientInfo", "progressToken"];
+const RESERVED_META_PREFIX: &str = "io.modelcontextprotocol/";
+
 /// A live MCP client session with one upstream. Dropping it ends the session (and kills a
 /// stdio child).
 pub struct UpstreamClient {
     name: String,
     service: RunningService<RoleClient, Relay>,
+    /// The upstream speaks 2026-07-28 (requests carry their own context in `_meta`).
+    stateless: bool,
 }
 
 /// Who the gateway says it is, and what it can relay back to its own client.
@@ -92,13 +115,28 @@ fn client_config() -> ClientConfig {
 }
 
 /// Opens an MCP session to `upstream`, with a fresh [`Relay`] (not yet attached to any
-/// downstream client).
-pub async fn connect(upstream: &Upstream) -> Result<UpstreamClient, UpstreamError> {
-    connect_with(upstream, Relay::new(&upstream.name, client_config())).await
+/// downstream client) that also tells `listeners` of list changes.
+pub async fn connect(
+    upstream: &Upstream,
+    lifecycle: Lifecycle,
+    listeners: &Listeners,
+) -> Result<UpstreamClient, UpstreamError> {
+    let relay = Relay::new(&upstream.name, client_config(), listeners.clone(), lifecycle == Lifecycle::Session);
+    connect_with(upstream, relay, lifecycle).await
 }
 
-async fn connect_with(upstream: &Upstream, relay: Relay) -> Result<UpstreamClient, UpstreamError> {
+async fn connect_with(
+    upstream: &Upstream,
+    relay: Relay,
+    lifecycle: Lifecycle,
+) -> Result<UpstreamClient, UpstreamError> {
     let name = upstream.name.clone();
+    let mode = match lifecycle {
+        Lifecycle::Session => ClientLifecycleMode::Initialize,
+        Lifecycle::Stateless => {
+            ClientLifecycleMode::Auto { preferred_versions: vec![ProtocolVersion::V_2026_07_28], legacy_version: None }
+        }
+    };
     let handshake = async {
         match &upstream.spec {
             UpstreamSpec::Http { url, headers } => {
@@ -108,11 +146,11 @@ async fn connect_with(upstream: &Upstream, relay: Relay) -> Result<UpstreamClien
                     // rather than failing every later call.
                     .reinit_on_expired_session(true);
                 let transport = StreamableHttpClientTransport::from_config(config);
-                relay.serve(transport).await.map_err(|e| handshake_error(&name, e))
+                relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
             }
             UpstreamSpec::Stdio { command, args } => {
                 let transport = spawn_stdio(&name, command, args)?;
-                relay.serve(transport).await.map_err(|e| handshake_error(&name, e))
+                relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
             }
             UpstreamSpec::Demo => {
                 let (client_side, server_side) = channel_pair();
@@ -123,15 +161,16 @@ async fn connect_with(upstream: &Upstream, relay: Relay) -> Result<UpstreamClien
                         Err(error) => tracing::warn!(%error, "in-process demo server failed to start"),
                     }
                 });
-                relay.serve(client_side).await.map_err(|e| handshake_error(&name, e))
+                relay.serve_with_lifecycle(client_side, mode).await.map_err(|e| handshake_error(&name, e))
             }
         }
     };
     let service = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
         .await
         .map_err(|_| UpstreamError::Timeout { upstream: name.clone() })??;
-    tracing::info!(upstream = %name, "connected to upstream MCP server");
-    Ok(UpstreamClient { name, service })
+    let stateless = service.peer().peer_info().is_some_and(|info| !info.protocol_version.has_initialize());
+    tracing::info!(upstream = %name, stateless, "connected to upstream MCP server");
+    Ok(UpstreamClient { name, service, stateless })
 }
 
 fn handshake_error(upstream: &str, error: impl std::fmt::Display) -> UpstreamError {
@@ -201,6 +240,28 @@ impl UpstreamClient {
         self.service.service()
     }
 
+    /// The upstream speaks the stateless 2026-07-28 protocol.
+    pub fn is_stateless(&self) -> bool {
+        self.stateless
+    }
+
+    /// The downstream request's `_meta` as it may travel upstream: never the client's identity
+    /// or its progress token (rmcp puts in the gateway's own); towards a 2026-07-28 upstream
+    /// its declared capabilities and the rest of the reserved keys (such as the log level)
+    /// travel on, since what the gateway can do for an upstream is what its client can;
+    /// towards a session-based upstream only the application's own keys.
+    fn forwarded_meta(&self, downstream: &RequestMetaObject) -> RequestMetaObject {
+        let mut meta = RequestMetaObject::default();
+        for (key, value) in downstream.0.0.iter() {
+            let reserved = key.starts_with(RESERVED_META_PREFIX);
+            let keep = !SENDER_META.contains(&key.as_str()) && (!reserved || self.stateless);
+            if keep {
+                meta.0.0.insert(key.clone(), value.clone());
+            }
+        }
+        meta
+    }
+
     /// Sends `request` upstream on behalf of the downstream request `context`: progress the
     /// upstream reports is passed on under the downstream client's progress token, server-to-
     /// client requests it makes meanwhile go to that client, and if the downstream client
@@ -212,16 +273,19 @@ impl UpstreamClient {
     ) -> Result<ServerResult, ErrorData> {
         let relay = self.relay();
         relay.attach(&context.peer);
-        let handle: RequestHandle<RoleClient> = self
-            .service
-            .peer()
-            .send_request_with_option(request, Default::default())
-            .await
-            .map_err(|error| self.error(error))?;
+        let mut request = request;
+        // Whatever `_meta` the request carries is replaced by what may travel upstream.
+        *request.get_meta_mut() = RequestMetaObject::default();
+        let options = PeerRequestOptions::no_options().with_meta(self.forwarded_meta(&context.meta));
+        let handle: RequestHandle<RoleClient> =
+            self.service.peer().send_request_with_option(request, options).await.map_err(|error| self.error(error))?;
         let _forwarding = relay.begin(&handle.progress_token, context);
         let (id, peer) = (handle.id.clone(), handle.peer.clone());
         tokio::select! {
-            result = handle.await_response() => result.map_err(|error| self.error(error)),
+            result = handle.await_response() => {
+                relay.settle().await;
+                result.map_err(|error| self.error(error))
+            }
             () = context.ct.cancelled() => {
                 let cancel = rmcp::model::CancelledNotification::new(
                     rmcp::model::CancelledNotificationParam::new(Some(id), Some("cancelled by the client".to_owned())),

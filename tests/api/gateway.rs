@@ -316,3 +316,40 @@ both_backends!(broken_and_oversized_messages_get_clear_answers, |app: TestApp| a
     let anonymous = app.http.post(app.mcp_url("default")).body(vec![b'x'; 1024]).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
 });
+
+both_backends!(live_sessions_survive_a_configuration_change, |app: TestApp| async move {
+    use gatehouse::gateway::{registry, upstream::UpstreamSpec};
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let before = open_session(&app, at).await;
+    let echo = rpc(&app, "default", Some(at), Some(&before), call(2, "echo", json!({"text": "one"}))).await;
+    assert_eq!(echo.body["result"]["content"][0]["text"], "one", "{}", echo.body);
+
+    let ws = app.state.store.workspace_by_slug("default").await.unwrap().unwrap();
+    let web = UpstreamSpec::Http { url: http_upstream().await, headers: vec![] };
+    registry::add(&app.state.store, &app.state.sealer, app.clock.as_ref(), &ws.id, "web", &web).await.unwrap();
+    let after = open_session(&app, at).await;
+
+    // The session opened before goes on with the servers it started with (no 404)...
+    let again = rpc(&app, "default", Some(at), Some(&before), call(3, "echo", json!({"text": "two"}))).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["result"]["content"][0]["text"], "two", "{}", again.body);
+    // ...while a new one sees the new configuration.
+    let prefixed = rpc(&app, "default", Some(at), Some(&after), call(4, "web__echo", json!({"text": "three"}))).await;
+    assert_eq!(prefixed.body["result"]["content"][0]["text"], "three", "{}", prefixed.body);
+    // Sessions stay bound to who opened them, whichever server they live on.
+    let (machine, _) = gatehouse::oauth::machine::create(
+        &app.state.store,
+        app.clock.as_ref(),
+        "default",
+        "mcp:read mcp:tools",
+        86_400,
+        "m",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rpc(&app, "default", Some(&machine), Some(&before), call(5, "echo", json!({"text": "x"}))).await.status,
+        404
+    );
+});

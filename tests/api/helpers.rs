@@ -88,6 +88,14 @@ fn pg_admin_url() -> String {
     })
 }
 
+/// Whether `gh_test_<uuidv7>` was created over an hour ago (or has a name we did not make).
+fn stale_test_database(name: &str) -> bool {
+    let created_ms =
+        name.strip_prefix("gh_test_").and_then(|id| id.get(..12)).and_then(|hex| u64::from_str_radix(hex, 16).ok());
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    created_ms.is_none_or(|created| now_ms.saturating_sub(created) > 3_600_000)
+}
+
 /// A fresh PostgreSQL database for one test. Databases left by earlier runs are swept first.
 pub async fn fresh_pg_database() -> String {
     use sqlx::Connection;
@@ -100,7 +108,9 @@ pub async fn fresh_pg_database() -> String {
                 .fetch_all(&mut c)
                 .await
                 .unwrap_or_default();
-            for db in old {
+            // Only databases of runs long gone: other worktrees may be testing against the same
+            // server right now (the name carries its creation time, a UUIDv7).
+            for db in old.into_iter().filter(|db| stale_test_database(db)) {
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")))
                     .execute(&mut c)
                     .await;

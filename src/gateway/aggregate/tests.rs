@@ -268,3 +268,22 @@ async fn a_missing_command_is_reported_as_unavailable() {
     assert!(error.to_string().contains("upstream `gone` is unavailable"), "{error}");
     step(client.cancel()).await.unwrap();
 }
+
+#[test]
+fn reconnect_attempts_back_off_while_an_upstream_keeps_failing() {
+    let state = |failures| SlotState { client: None, problem: String::new(), last_attempt: Instant::now(), failures };
+    assert_eq!(state(1).backoff(), RETRY_AFTER);
+    assert_eq!(state(2).backoff(), RETRY_AFTER * 2);
+    assert_eq!(state(3).backoff(), RETRY_AFTER * 4);
+    assert_eq!(state(5).backoff(), RETRY_MAX, "capped");
+    assert_eq!(state(u32::MAX).backoff(), RETRY_MAX, "no overflow");
+}
+
+#[tokio::test]
+async fn a_shared_stateless_aggregator_connects_once_and_speaks_2026() {
+    let aggregator = Aggregator::lazy(vec![upstream("demo", UpstreamSpec::Demo)], Lifecycle::Stateless);
+    let first = step(aggregator.client(0)).await.unwrap();
+    let again = step(aggregator.client(0)).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the connection is reused");
+    assert!(first.is_stateless(), "the in-process demo server speaks 2026-07-28");
+}

@@ -4,8 +4,10 @@
 //!
 //! Which downstream client? The one whose request is being forwarded when the message arrives
 //! (progress is matched exactly by its token); failing that, the client that last used this
-//! upstream session. With one aggregator per downstream session, as the gateway runs it, that
-//! is always the right client.
+//! upstream session. With one aggregator per downstream session, as the gateway runs it for
+//! session-based clients, that is always the right client. List changes and resource updates
+//! also go to every open `subscriptions/listen` stream ([`Listeners`]), which is how stateless
+//! (2026-07-28) clients hear of them; those clients get no unsolicited notifications otherwise.
 
 // Sampling, roots and logging are deprecated by SEP-2577 but still part of the revisions the
 // gateway serves (2025-06-18, 2025-11-25), so they are relayed.
@@ -15,7 +17,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -24,11 +26,39 @@ use rmcp::{
     model::{
         ClientConfig, ClientResult, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
         ElicitRequest, ElicitRequestParams, ElicitResult, ErrorCode, GetExtensions, ListRootsRequest, ListRootsResult,
-        LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken, RequestId,
-        ResourceUpdatedNotificationParam, ServerRequest,
+        LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken, PromptListChangedNotification,
+        RequestId, ResourceListChangedNotification, ResourceUpdatedNotification, ResourceUpdatedNotificationParam,
+        ServerNotification, ServerRequest, ToolListChangedNotification,
     },
+    service::SubscriptionSink,
     service::{NotificationContext, OriginatingRequestId, RequestContext},
 };
+
+/// Open `subscriptions/listen` streams of one merged server, told about list changes and
+/// resource updates from every upstream. Closed streams are dropped on the next send.
+#[derive(Clone, Default)]
+pub struct Listeners(Arc<Mutex<Vec<SubscriptionSink>>>);
+
+impl Listeners {
+    pub fn add(&self, sink: SubscriptionSink) {
+        lock(&self.0).push(sink);
+    }
+
+    pub fn remove(&self, id: &RequestId) {
+        lock(&self.0).retain(|sink| sink.id() != id);
+    }
+
+    /// Sends `notification` to every stream whose filter accepts it.
+    pub async fn send(&self, notification: ServerNotification) {
+        let sinks = lock(&self.0).clone();
+        for sink in sinks {
+            match sink.send(notification.clone()).await {
+                Ok(()) | Err(rmcp::service::SubscriptionSendError::NotificationNotAccepted(_)) => {}
+                Err(_) => self.remove(sink.id()),
+            }
+        }
+    }
+}
 
 /// Client handler of an upstream session; cheap to clone (shared state).
 #[derive(Clone)]
@@ -37,11 +67,16 @@ pub struct Relay(Arc<Inner>);
 struct Inner {
     upstream: String,
     config: ClientConfig,
+    listeners: Listeners,
+    /// Downstream clients hold sessions, so unsolicited notifications may go to them directly.
+    session_clients: bool,
     /// The downstream client that last sent a request through this session.
     latest: Mutex<Option<Peer<RoleServer>>>,
     /// Requests being forwarded, by the progress token the gateway gave them upstream.
     forwards: Mutex<HashMap<ProgressToken, Forward>>,
     sequence: AtomicU64,
+    /// Notification handlers running now (see [`Relay::settle`]).
+    relaying: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -52,7 +87,30 @@ struct Forward {
     request: RequestId,
     /// The downstream client's progress token, if it asked for progress.
     progress: Option<ProgressToken>,
+    order: Arc<ProgressOrder>,
     sequence: u64,
+}
+
+/// How long a progress notification waits for others of the same burst.
+const PROGRESS_BATCH: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Keeps a request's relayed progress increasing. rmcp hands each notification to its own
+/// task, so notifications that arrive together can reach the handler in any order; progress
+/// must increase (MCP), so its value is the order: a burst is sent sorted, and a straggler
+/// older than what was already sent is dropped rather than sent backwards.
+#[derive(Default)]
+struct ProgressOrder {
+    pending: Mutex<Vec<ProgressNotificationParam>>,
+    /// Held while sending; the last progress value sent.
+    sent: tokio::sync::Mutex<Option<f64>>,
+}
+
+struct Relaying<'a>(&'a AtomicUsize);
+
+impl Drop for Relaying<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Marks a request as being forwarded until dropped.
@@ -73,14 +131,40 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Relay {
-    pub fn new(upstream: &str, config: ClientConfig) -> Self {
+    pub fn new(upstream: &str, config: ClientConfig, listeners: Listeners, session_clients: bool) -> Self {
         Self(Arc::new(Inner {
             upstream: upstream.to_owned(),
             config,
+            listeners,
+            session_clients,
             latest: Mutex::default(),
             forwards: Mutex::default(),
             sequence: AtomicU64::new(0),
+            relaying: AtomicUsize::new(0),
         }))
+    }
+
+    /// Waits, briefly, for progress and log messages that arrived before a response to be
+    /// passed on. rmcp runs each notification handler as its own task, so a response can
+    /// overtake the notifications sent ahead of it; relayed after the response, they would
+    /// find the downstream request finished (and a stateless client's stream closed).
+    pub async fn settle(&self) {
+        const ROUNDS: usize = 200;
+        for round in 0..ROUNDS {
+            tokio::task::yield_now().await;
+            if round >= 3 && self.0.relaying.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if round >= 3 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    /// Counts a running notification handler until dropped.
+    fn relaying(&self) -> Relaying<'_> {
+        self.0.relaying.fetch_add(1, Ordering::AcqRel);
+        Relaying(&self.0.relaying)
     }
 
     /// Makes `peer` the downstream client for messages not tied to a forwarded request.
@@ -94,6 +178,7 @@ impl Relay {
             peer: context.peer.clone(),
             request: context.id.clone(),
             progress: context.meta.get_progress_token(),
+            order: Arc::default(),
             sequence: self.0.sequence.fetch_add(1, Ordering::Relaxed),
         };
         lock(&self.0.forwards).insert(upstream_token.clone(), forward);
@@ -102,6 +187,20 @@ impl Relay {
 
     fn latest_peer(&self) -> Option<Peer<RoleServer>> {
         lock(&self.0.latest).clone()
+    }
+
+    /// Where a notification that belongs to no particular request goes: the session client,
+    /// if clients hold sessions (stateless clients only hear through their listen streams).
+    fn session_peer(&self) -> Option<Peer<RoleServer>> {
+        if self.0.session_clients { self.latest_peer() } else { None }
+    }
+
+    /// Passes a list change or resource update on to the session client and every listener.
+    async fn announce(&self, notification: ServerNotification) {
+        if let Some(peer) = self.session_peer() {
+            drop(peer.send_notification(notification.clone()).await);
+        }
+        self.0.listeners.send(notification).await;
     }
 
     /// The most recent forwarded request still in flight.
@@ -187,10 +286,24 @@ impl ClientHandler for Relay {
     }
 
     async fn on_progress(&self, mut params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+        let _relaying = self.relaying();
         let forward = lock(&self.0.forwards).get(&params.progress_token).cloned();
         // Progress nobody asked for (no downstream token) has nowhere to go.
-        if let Some(Forward { peer, progress: Some(token), .. }) = forward {
-            params.progress_token = token;
+        let Some(Forward { peer, progress: Some(token), order, .. }) = forward else {
+            return;
+        };
+        params.progress_token = token;
+        lock(&order.pending).push(params);
+        // Lets the other notifications of a burst join the batch.
+        tokio::time::sleep(PROGRESS_BATCH).await;
+        let mut sent = order.sent.lock().await;
+        let mut batch = std::mem::take(&mut *lock(&order.pending));
+        batch.sort_by(|a, b| a.progress.total_cmp(&b.progress));
+        for params in batch {
+            if sent.is_some_and(|last| params.progress < last) {
+                continue;
+            }
+            *sent = Some(params.progress);
             drop(peer.notify_progress(params).await);
         }
     }
@@ -200,12 +313,16 @@ impl ClientHandler for Relay {
         mut params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
+        let _relaying = self.relaying();
         // The logger names the upstream, so that the client can tell merged servers apart.
         params.logger = Some(match params.logger.take() {
             Some(logger) => format!("{}/{logger}", self.0.upstream),
             None => self.0.upstream.clone(),
         });
-        if let Some(peer) = self.latest_peer() {
+        // A log message belongs with the request being forwarded, if there is one (for a
+        // stateless client, the only place it can go).
+        let peer = self.current().map(|forward| forward.peer).or_else(|| self.session_peer());
+        if let Some(peer) = peer {
             drop(peer.notify_logging_message(params).await);
         }
     }
@@ -215,26 +332,22 @@ impl ClientHandler for Relay {
         params: ResourceUpdatedNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        if let Some(peer) = self.latest_peer() {
-            drop(peer.notify_resource_updated(params).await);
-        }
+        let notification = ResourceUpdatedNotification::new(params);
+        self.announce(ServerNotification::ResourceUpdatedNotification(notification)).await;
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        if let Some(peer) = self.latest_peer() {
-            drop(peer.notify_tool_list_changed().await);
-        }
+        let notification = ToolListChangedNotification::default();
+        self.announce(ServerNotification::ToolListChangedNotification(notification)).await;
     }
 
     async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        if let Some(peer) = self.latest_peer() {
-            drop(peer.notify_prompt_list_changed().await);
-        }
+        let notification = PromptListChangedNotification::default();
+        self.announce(ServerNotification::PromptListChangedNotification(notification)).await;
     }
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        if let Some(peer) = self.latest_peer() {
-            drop(peer.notify_resource_list_changed().await);
-        }
+        let notification = ResourceListChangedNotification::default();
+        self.announce(ServerNotification::ResourceListChangedNotification(notification)).await;
     }
 }

@@ -1,0 +1,354 @@
+//! The merged server as an MCP server: each request answered from the upstreams (listings
+//! merged, everything else routed to the one upstream it concerns).
+
+// Logging and resource subscriptions are deprecated by SEP-2577 but still part of the
+// session-based revisions the gateway serves (2025-06-18, 2025-11-25), so they are relayed.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CallToolRequest, CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientRequest, CompleteRequest,
+        CompleteRequestParams, CompleteResult, DiscoverResult, GetPromptRequest, GetPromptRequestParams,
+        GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequest,
+        ReadResourceRequestParams, ReadResourceResponse, Reference, ServerCapabilities, ServerConfig, ServerResult,
+        SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams, SubscriptionFilter,
+        TASKS_EXTENSION_ID, Tool, UnsubscribeRequest, UnsubscribeRequestParams, UpdateTaskParams,
+    },
+    service::{NotificationContext, RequestContext, SubscriptionContext},
+};
+
+use super::{Aggregator, lock, mark_complete};
+
+fn unexpected(upstream: &str) -> ErrorData {
+    ErrorData::internal_error(format!("upstream `{upstream}` sent an unexpected answer"), None)
+}
+
+impl Aggregator {
+    /// Sends `request` to the upstream owning `uri` (or, when that cannot be told, to each in
+    /// turn until one accepts it).
+    async fn by_resource(
+        &self,
+        uri: &str,
+        request: impl Fn() -> ClientRequest,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let candidates: Vec<usize> = match self.owner_of(uri) {
+            Some(index) => vec![index],
+            None => (0..self.0.slots.len()).collect(),
+        };
+        let mut last_error =
+            ErrorData::resource_not_found(format!("no resource {uri}"), Some(serde_json::json!({ "uri": uri })));
+        for index in candidates {
+            match self.forward(index, request(), context).await {
+                Ok(result) => return Ok(result),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+}
+
+impl ServerHandler for Aggregator {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_logging()
+            .enable_completions()
+            .build();
+        let mut capabilities = capabilities;
+        if self.offers_tasks() {
+            capabilities.extensions.get_or_insert_default().insert(TASKS_EXTENSION_ID.to_owned(), Default::default());
+        }
+        let config = ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")).with_title("Gatehouse"));
+        match &self.0.instructions {
+            Some(instructions) => config.with_instructions(instructions.clone()),
+            None => config,
+        }
+    }
+
+    /// Reaches the upstreams first, so that what is announced (the tasks extension) is what
+    /// they offer.
+    async fn discover(&self, context: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+        self.note(&context.peer);
+        drop(self.reachable().await);
+        Ok(DiscoverResult::from_server_info(self.supported_protocol_versions().into_owned(), self.get_info()))
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.relay_get_task(request, &context).await
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.relay_update_task(request, &context).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.relay_cancel_task(request, &context).await
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.note(&context.peer);
+        for slot in &self.0.slots {
+            if let Some(client) = &slot.state.lock().await.client {
+                client.relay().attach(&context.peer);
+            }
+        }
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        lock(&self.0.tools).get(name).cloned()
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.note(&context.peer);
+        let gathered = self.gather("tools/list", |client| async move { client.peer().list_all_tools().await }).await;
+        let tools: Vec<Tool> = gathered
+            .into_iter()
+            .flat_map(|(index, tools)| {
+                tools.into_iter().map(move |mut tool| {
+                    tool.name = self.0.naming.outer(index, &tool.name).into();
+                    tool
+                })
+            })
+            .collect();
+        *lock(&self.0.tools) = tools.iter().map(|tool| (tool.name.to_string(), tool.clone())).collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        mut request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some((index, inner)) = self.0.naming.route(&request.name) else {
+            return Err(ErrorData::invalid_params(format!("unknown tool `{}`", request.name), None));
+        };
+        request.name = inner.to_owned().into();
+        request.meta = None;
+        match self.forward(index, ClientRequest::CallToolRequest(CallToolRequest::new(request)), &context).await? {
+            ServerResult::CallToolResult(mut result) => {
+                mark_complete(&mut result.result_type);
+                Ok(CallToolResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
+            ServerResult::CreateTaskResult(result) => {
+                self.own_task(&result.task.task_id, index);
+                Ok(CallToolResponse::Task(result))
+            }
+            _ => Err(unexpected(self.name_of(index))),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        self.note(&context.peer);
+        let gathered =
+            self.gather("prompts/list", |client| async move { client.peer().list_all_prompts().await }).await;
+        let prompts = gathered
+            .into_iter()
+            .flat_map(|(index, prompts)| {
+                prompts.into_iter().map(move |mut prompt| {
+                    prompt.name = self.0.naming.outer(index, &prompt.name);
+                    prompt
+                })
+            })
+            .collect();
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        mut request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let Some((index, inner)) = self.0.naming.route(&request.name) else {
+            return Err(ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None));
+        };
+        request.name = inner.to_owned();
+        request.meta = None;
+        match self.forward(index, ClientRequest::GetPromptRequest(GetPromptRequest::new(request)), &context).await? {
+            ServerResult::GetPromptResult(mut result) => {
+                mark_complete(&mut result.result_type);
+                Ok(GetPromptResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => Ok(GetPromptResponse::InputRequired(result)),
+            _ => Err(unexpected(self.name_of(index))),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.note(&context.peer);
+        let gathered =
+            self.gather("resources/list", |client| async move { client.peer().list_all_resources().await }).await;
+        let mut owners = lock(&self.0.resource_owners);
+        let mut resources = Vec::new();
+        for (index, listed) in gathered {
+            for resource in listed {
+                match owners.get(&resource.uri) {
+                    Some(owner) if *owner != index => {
+                        tracing::debug!(uri = %resource.uri, upstream = %self.name_of(index), "duplicate resource left out");
+                    }
+                    _ => {
+                        owners.insert(resource.uri.clone(), index);
+                        resources.push(resource);
+                    }
+                }
+            }
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        self.note(&context.peer);
+        let gathered =
+            self.gather("resources/templates/list", |client| async move {
+                client.peer().list_all_resource_templates().await
+            })
+            .await;
+        let mut prefixes = Vec::new();
+        let mut templates = Vec::new();
+        for (index, listed) in gathered {
+            for template in listed {
+                let literal = template.uri_template.split('{').next().unwrap_or_default().to_owned();
+                prefixes.push((literal, index));
+                templates.push(template);
+            }
+        }
+        *lock(&self.0.template_prefixes) = prefixes;
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    async fn read_resource(
+        &self,
+        mut request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        request.meta = None;
+        let uri = request.uri.clone();
+        let read = || ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request.clone()));
+        match self.by_resource(&uri, read, &context).await? {
+            ServerResult::ReadResourceResult(mut result) => {
+                mark_complete(&mut result.result_type);
+                Ok(ReadResourceResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => Ok(ReadResourceResponse::InputRequired(result)),
+            _ => Err(ErrorData::internal_error("an upstream sent an unexpected answer", None)),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        mut request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        request.meta = None;
+        let uri = request.uri.clone();
+        let subscribe = || ClientRequest::SubscribeRequest(SubscribeRequest::new(request.clone()));
+        self.by_resource(&uri, subscribe, &context).await.map(drop)
+    }
+
+    async fn unsubscribe(
+        &self,
+        mut request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        request.meta = None;
+        let uri = request.uri.clone();
+        let unsubscribe = || ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request.clone()));
+        self.by_resource(&uri, unsubscribe, &context).await.map(drop)
+    }
+
+    /// The level applies to every upstream that logs; one that does not is left alone.
+    async fn set_level(
+        &self,
+        mut request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.note(&context.peer);
+        request.meta = None;
+        for (index, client) in self.reachable().await {
+            if client.peer_info().is_some_and(|info| info.capabilities.logging.is_none()) {
+                continue;
+            }
+            let set = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
+            if let Err(error) = client.forward(set, &context).await {
+                tracing::warn!(upstream = %self.name_of(index), error = %error.message, "logging/setLevel refused");
+            }
+        }
+        Ok(())
+    }
+
+    /// Completions are asked of the upstream that owns the prompt or resource template.
+    async fn complete(
+        &self,
+        mut request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        request.meta = None;
+        let index = match &mut request.r#ref {
+            Reference::Prompt(prompt) => {
+                let Some((index, inner)) = self.0.naming.route(&prompt.name) else {
+                    return Err(ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None));
+                };
+                prompt.name = inner.to_owned();
+                index
+            }
+            Reference::Resource(resource) => self.owner_of(&resource.uri).unwrap_or(0),
+            // `Reference` is non-exhaustive: a kind rmcp learns later has no owner we know.
+            _ => return Err(ErrorData::invalid_params("unsupported completion reference", None)),
+        };
+        match self.forward(index, ClientRequest::CompleteRequest(CompleteRequest::new(request)), &context).await? {
+            ServerResult::CompleteResult(mut result) => {
+                mark_complete(&mut result.result_type);
+                Ok(result)
+            }
+            _ => Err(unexpected(self.name_of(index))),
+        }
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), ErrorData> {
+        Arc::new(self.clone()).relay_subscription(subscription).await
+    }
+}
