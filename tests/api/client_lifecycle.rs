@@ -247,7 +247,13 @@ both_backends!(
 both_backends!(operator_made_authorization_code_clients, |app: TestApp| async move {
     let store = &app.state.store;
     let uris = vec![CB.to_owned(), "http://127.0.0.1/callback".to_owned()];
-    let spec = AuthorizationCodeClient { name: "Internal portal", redirect_uris: &uris, public: false, scope: None, workspace_id: None };
+    let spec = AuthorizationCodeClient {
+        name: "Internal portal",
+        redirect_uris: &uris,
+        public: false,
+        scope: None,
+        workspace_id: None,
+    };
     let created = preregistered::create_authorization_code_client(store, app.clock.as_ref(), &spec).await.unwrap();
     let secret = created.client_secret.expect("confidential clients get a secret");
     let row = store.client_by_id(&created.client_id).await.unwrap().unwrap();
@@ -261,8 +267,13 @@ both_backends!(operator_made_authorization_code_clients, |app: TestApp| async mo
     let tokens = redeem(&app, &created.client_id, ClientAuth::Basic(&secret), &code, CB, &[]).await;
     call_echo(&app, tokens["access_token"].as_str().unwrap(), &created.client_id, "from the portal").await;
 
-    let public =
-        AuthorizationCodeClient { name: "Desktop app", redirect_uris: &uris, public: true, scope: Some("mcp:read"), workspace_id: None };
+    let public = AuthorizationCodeClient {
+        name: "Desktop app",
+        redirect_uris: &uris,
+        public: true,
+        scope: Some("mcp:read"),
+        workspace_id: None,
+    };
     let created = preregistered::create_authorization_code_client(store, app.clock.as_ref(), &public).await.unwrap();
     assert!(created.client_secret.is_none());
     let row = store.client_by_id(&created.client_id).await.unwrap().unwrap();
@@ -273,7 +284,8 @@ both_backends!(operator_made_authorization_code_clients, |app: TestApp| async mo
     assert_eq!(query_param(res.headers()["location"].to_str().unwrap(), "error").as_deref(), Some("invalid_scope"));
 
     let bad = vec!["javascript:alert(1)".to_owned()];
-    let spec = AuthorizationCodeClient { name: "Bad", redirect_uris: &bad, public: true, scope: None, workspace_id: None };
+    let spec =
+        AuthorizationCodeClient { name: "Bad", redirect_uris: &bad, public: true, scope: None, workspace_id: None };
     let err = preregistered::create_authorization_code_client(store, app.clock.as_ref(), &spec).await.unwrap_err();
     assert_eq!(err.code.as_str(), "invalid_redirect_uri");
 
