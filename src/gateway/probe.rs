@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::upstream::{self, CONNECT_TIMEOUT, Upstream};
+use super::upstream::{self, CONNECT_TIMEOUT, Lifecycle, Listeners, Upstream};
 
 /// A tool as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,9 @@ pub async fn probe(upstream: &Upstream) -> ProbeReport {
         tools: Vec::new(),
         error: Some(error),
     };
-    let client = match upstream::connect(upstream).await {
+    // A session handshake works with every upstream revision; nobody listens for list
+    // changes on a connection that closes right away.
+    let client = match upstream::connect(upstream, Lifecycle::Session, &Listeners::default()).await {
         Ok(client) => client,
         Err(e) => return failed(e.to_string()),
     };
