@@ -130,6 +130,7 @@ impl Store {
         Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceClientRow>(
             "SELECT k.id, k.secret_hash, k.client_name, k.redirect_uris, k.grant_types, k.token_endpoint_auth_method,
                     k.application_type, k.scope, k.workspace_id, k.source, k.metadata, k.created_at, k.last_used_at,
+                    k.registration_token_hash, k.updated_at,
                     (SELECT COUNT(*) FROM consents c WHERE c.client_id = k.id AND c.workspace_id = $1) AS consents,
                     (SELECT COUNT(*) FROM grants g WHERE g.client_id = k.id AND g.workspace_id = $1
                         AND g.revoked_at IS NULL) AS live_grants,

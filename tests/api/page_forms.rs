@@ -55,7 +55,7 @@ both_backends!(preregistered_clients_show_their_secret_once_and_stay_in_their_wo
     )
     .await;
     assert_eq!(bad.status(), 422);
-    assert!(bad.text().await.unwrap().contains("uses http on a non-loopback host"));
+    assert!(bad.text().await.unwrap().contains("uses http on a host other than 127.0.0.1"));
     let res = post(
         &owner,
         &page_url(&app, "clients"),
