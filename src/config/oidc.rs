@@ -289,6 +289,28 @@ group_roles = [
     }
 
     #[test]
+    fn providers_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CORP_SECRET", "from-env");
+            jail.set_env(
+                "GATEHOUSE_OIDC_PROVIDERS",
+                r#"[{id="corp", issuer="https://login.corp.example", client_id="gh", client_secret_env="CORP_SECRET", groups_claim="groups", group_roles=[{group="eng", workspace="default"}]}]"#,
+            );
+            jail.set_env("GATEHOUSE_PASSWORD_LOGIN", "false");
+            let s = Settings::load(None, &FlagSettings::default()).unwrap();
+            let p = &s.oidc.providers[0];
+            assert_eq!((p.id.as_str(), p.client_id.as_str()), ("corp", "gh"));
+            assert_eq!(p.client_secret.as_ref().map(ClientSecret::expose), Some("from-env"));
+            assert_eq!(p.group_roles.len(), 1);
+            assert!(!s.password_login);
+            jail.set_env("GATEHOUSE_OIDC_PROVIDERS", "[]");
+            let err = Settings::load(None, &FlagSettings::default()).unwrap_err().to_string();
+            assert!(err.contains("password_login") && err.contains("nobody could sign in"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn provider_mistakes_are_named() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CORP_SECRET", "x");

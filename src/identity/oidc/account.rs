@@ -31,8 +31,9 @@ pub struct Identity {
 
 impl Identity {
     pub fn from_claims(provider: &OidcProvider, claims: &Map<String, Value>) -> Result<Self, OidcError> {
+        // Core §2: at most 255 ASCII characters.
         let subject = match claims.get(&provider.subject_claim) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             _ => return Err(OidcError::MissingClaim(provider.subject_claim.clone())),
         };

@@ -56,7 +56,13 @@ impl Discovery {
 struct Cached<T> {
     value: T,
     fetched_at: i64,
+    /// The last fetch tried, successful or not: failures are not retried on every sign-in.
+    attempted_at: i64,
 }
+
+/// After a failed refresh of a cached document, how long the cached copy is used before
+/// the next try.
+const RETRY_AFTER_FAILURE_SECS: i64 = 60;
 
 /// The HTTP client for providers: no redirects (an endpoint that moves is a misconfiguration,
 /// and a redirect could point anywhere), bounded time and size. Providers are chosen by the
@@ -87,17 +93,18 @@ impl ProviderRuntime {
     pub async fn discovery(&self, http: &reqwest::Client, now: i64) -> Result<Discovery, OidcError> {
         let mut cached = self.discovery.lock().await;
         if let Some(c) = cached.as_ref()
-            && now - c.fetched_at < DISCOVERY_TTL_SECS
+            && (now - c.fetched_at < DISCOVERY_TTL_SECS || now - c.attempted_at < RETRY_AFTER_FAILURE_SECS)
         {
             return Ok(c.value.clone());
         }
         match self.fetch_discovery(http).await {
             Ok(doc) => {
-                *cached = Some(Cached { value: doc.clone(), fetched_at: now });
+                *cached = Some(Cached { value: doc.clone(), fetched_at: now, attempted_at: now });
                 Ok(doc)
             }
-            Err(e) => match cached.as_ref() {
+            Err(e) => match cached.as_mut() {
                 Some(stale) => {
+                    stale.attempted_at = now;
                     tracing::warn!(provider = %self.config.id, error = %e, "discovery refresh failed; using the cached document");
                     Ok(stale.value.clone())
                 }
@@ -144,14 +151,17 @@ impl ProviderRuntime {
         if fresh && let Some(key) = cached.as_ref().and_then(|c| super::id_token::select_key(&c.value, kid, alg)) {
             return Ok(Some(key));
         }
-        let may_fetch = cached.as_ref().is_none_or(|c| now - c.fetched_at >= JWKS_REFETCH_SECS);
+        let may_fetch = cached.as_ref().is_none_or(|c| now - c.attempted_at >= JWKS_REFETCH_SECS);
         if may_fetch {
             match fetch_jwks(http, jwks_uri).await {
-                Ok(set) => *cached = Some(Cached { value: set, fetched_at: now }),
-                Err(e) if cached.is_none() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(provider = %self.config.id, error = %e, "JWKS refresh failed; using the cached keys")
-                }
+                Ok(set) => *cached = Some(Cached { value: set, fetched_at: now, attempted_at: now }),
+                Err(e) => match cached.as_mut() {
+                    None => return Err(e),
+                    Some(c) => {
+                        c.attempted_at = now;
+                        tracing::warn!(provider = %self.config.id, error = %e, "JWKS refresh failed; using the cached keys");
+                    }
+                },
             }
         }
         Ok(cached.as_ref().and_then(|c| super::id_token::select_key(&c.value, kid, alg)))
