@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { ChromiumOAuthProvider, callbackServer, launchChromium } from '../lib/chromium.mjs';
+import { ChromiumOAuthProvider, callbackServer, launchChromium, screenshot } from '../lib/chromium.mjs';
 import { prepareIdp, signInAtIdp } from '../lib/idp.mjs';
 import { toolText, within } from '../lib/mcp-oauth.mjs';
 import { backends, startGatehouse, withLogs } from '../lib/server.mjs';
@@ -30,7 +30,7 @@ function recordingClient(url, authProvider) {
   return { client: new Client(CLIENT_INFO), transport, statuses };
 }
 
-for (const backend of backends()) {
+for (const [index, backend] of backends().entries()) {
   describe(`sign-in with the organisation's IdP [${backend}]`, () => {
     let gh;
     let idp;
@@ -38,6 +38,8 @@ for (const backend of backends()) {
     let page;
     let callback;
     const open = new Set();
+    // One set of screenshots is enough: taken on the first backend.
+    const shot = (p, name) => (index === 0 ? screenshot(p, name) : Promise.resolve());
     const t_ = (name, fn) => test(name, { timeout: 4 * STEP_MS }, withLogs(() => gh, fn));
 
     /** Connects an SDK client to `mcpUrl`, the person signing in at the IdP if Gatehouse asks. */
@@ -49,6 +51,7 @@ for (const backend of backends()) {
         clientName,
         onConsent: async (p) => {
           if (new URL(p.url()).pathname === '/login') {
+            await shot(p, 'login-oidc');
             await signInAtIdp(p, { gatehouseUrl: gh.url, issuer: idp.issuer, login: 'carol' });
           }
           await p.getByRole('button', { name: 'Authorize' }).waitFor();
@@ -146,6 +149,7 @@ for (const backend of backends()) {
       await Promise.all([page.waitForURL((u) => u.href.startsWith(gh.url)), page.getByRole('link', { name: '[ Cancel ]' }).click()]);
       assert.match(await page.locator('h1').innerText(), /Corp IdP did not sign you in/);
       assert.match(await page.locator('body').innerText(), /access_denied/);
+      await shot(page, 'oidc-denied');
       assert.equal((await page.goto(`${gh.url}/`)).url(), `${gh.url}/login`, 'nobody is signed in');
       assert.match(gh.logs(), /denied at the provider/);
     });
