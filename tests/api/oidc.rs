@@ -593,3 +593,15 @@ mod passwords_off {
         body(Backend::Postgres).await;
     }
 }
+
+oidc_test!(
+    a_discovery_document_for_another_issuer_is_refused,
+    provider = |p: &mut OidcProvider| p.issuer.push('/'),
+    |t: Corp| async move {
+        // The provider publishes `http://127.0.0.1:port`, the settings say `.../`: not the same issuer.
+        let res = Browser::new(&t.app).get(&format!("{}/login/oidc/corp", t.app.url)).await;
+        assert_eq!(res.status(), 502);
+        assert!(res.text().await.unwrap().contains("names the issuer"));
+        assert_eq!(t.failure_reasons().await[0], "provider answer unusable");
+    }
+);
