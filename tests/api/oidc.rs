@@ -182,6 +182,7 @@ oidc_test!(sign_in_continues_to_consent_and_the_mcp_client_gets_a_working_token,
     let sign_ins = t.events("sign_in", "default").await;
     let details: Value = serde_json::from_str(&sign_ins[0].details).unwrap();
     assert_eq!((details["method"].as_str(), details["provider"].as_str()), (Some("oidc"), Some("corp")));
+    assert_eq!(details["account"], "created");
 
     // Later sign-ins find the same person by subject, even with another email.
     let again = Browser::new(app);

@@ -70,19 +70,39 @@ impl Identity {
     }
 }
 
+/// How a sign-in found its account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountOutcome {
+    /// Linked at an earlier sign-in.
+    Known,
+    /// An existing account with the same, verified, email, linked now.
+    LinkedExisting,
+    Created,
+}
+
+impl AccountOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountOutcome::Known => "known",
+            AccountOutcome::LinkedExisting => "linked existing account",
+            AccountOutcome::Created => "created",
+        }
+    }
+}
+
 /// The account for this identity: linked before, linked now, or created now.
 pub async fn account_for(
     state: &AppState,
     provider: &OidcProvider,
     identity: &Identity,
-) -> Result<(UserRow, bool), OidcError> {
+) -> Result<(UserRow, AccountOutcome), OidcError> {
     let store = &state.store;
     let now = state.clock.now();
     if let Some(user_id) = store.user_id_by_oidc_identity(&provider.id, &identity.subject).await?
         && let Some(user) = store.user_by_id(&user_id).await?
     {
         store.touch_oidc_identity(&provider.id, &identity.subject, identity.email.as_deref(), now).await?;
-        return Ok((user, false));
+        return Ok((user, AccountOutcome::Known));
     }
     let email = identity.email.clone().ok_or_else(|| OidcError::MissingClaim(provider.email_claim.clone()))?;
     if let Some(existing) = store.user_by_email(&email).await? {
@@ -90,7 +110,7 @@ pub async fn account_for(
             return Err(OidcError::AccountExists);
         }
         store.link_oidc_identity(&provider.id, &identity.subject, &existing.id, Some(&email), now).await?;
-        return Ok((existing, false));
+        return Ok((existing, AccountOutcome::LinkedExisting));
     }
     let user =
         UserRow { id: uuid::Uuid::now_v7().to_string(), email, password_hash: None, is_admin: false, created_at: now };
@@ -100,7 +120,7 @@ pub async fn account_for(
         e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::BadUrl(_)) => e.into(),
     })?;
     store.link_oidc_identity(&provider.id, &identity.subject, &user.id, user.email.as_str().into(), now).await?;
-    Ok((user, true))
+    Ok((user, AccountOutcome::Created))
 }
 
 /// The role each managed workspace should give, from the person's groups (owner wins).

@@ -78,15 +78,13 @@ async fn start_inner(
     let now = state.clock.now();
     let discovery = provider.discovery(&state.oidc.http, now).await?;
     let secure = state.settings.is_https();
-    let (browser_secret, set_cookie) = match read_cookie(headers, browser_cookie_name(secure)).filter(|c| c.len() >= 43)
-    {
-        Some(c) => (c, None),
-        None => {
-            let c = random_token()?;
-            let set = cookie(browser_cookie_name(secure), &c, STATE_TTL_SECS, secure);
-            (c, Some(set))
-        }
+    // One cookie per browser, shared by sign-ins started in several tabs; set again each time
+    // so it outlives the newest state.
+    let browser_secret = match read_cookie(headers, browser_cookie_name(secure)).filter(|c| c.len() >= 43) {
+        Some(c) => c,
+        None => random_token()?,
     };
+    let set_cookie = cookie(browser_cookie_name(secure), &browser_secret, STATE_TTL_SECS, secure);
     let login_state = random_token()?;
     let row = OidcLoginState {
         provider_id: provider.config.id.clone(),
@@ -108,7 +106,7 @@ async fn start_inner(
         .append_pair("code_challenge", &sha256_b64url(verifier.as_bytes()))
         .append_pair("code_challenge_method", "S256");
     let res = Redirect::to(url.as_str()).into_response();
-    Ok(with_cookies(res, set_cookie))
+    Ok(with_cookies(res, [set_cookie]))
 }
 
 /// GET /login/oidc/{id}/callback
@@ -223,7 +221,7 @@ async fn callback_inner(
     let identity = Identity::from_claims(config, &claims)?;
     seen_email.clone_from(&identity.email);
     identity.check_domain(config)?;
-    let (user, created) = account_for(state, config, &identity).await?;
+    let (user, account) = account_for(state, config, &identity).await?;
     if let Some(groups) = &identity.groups {
         sync_memberships(state, config, &user, groups, peer.ip()).await?;
     }
@@ -231,7 +229,7 @@ async fn callback_inner(
         .source(peer.ip())
         .detail("method", "oidc")
         .detail("provider", config.id.as_str())
-        .detail("account_created", created);
+        .detail("account", account.as_str());
     state.audit(event).await;
     let set = session::start(state, &user, headers).await.map_err(|e| OidcError::Session(e.description))?;
     Ok(with_cookies(Redirect::to(&row.next_path).into_response(), [set]))
