@@ -46,6 +46,8 @@ pub struct AppState {
     pub upstream_health: Arc<web::health::HealthBoard>,
     /// Client ID Metadata Documents: fetched, validated and cached.
     pub client_documents: Arc<oauth::cimd::MetadataDocuments>,
+    /// The organisation's identity providers (OpenID Connect sign-in).
+    pub oidc: Arc<identity::oidc::OidcProviders>,
     /// Cancelled at shutdown: ends open MCP streams so the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -66,6 +68,8 @@ pub enum StartError {
     Bootstrap(String),
     #[error("{0}")]
     ClientDocuments(#[from] oauth::cimd::fetch::FetcherError),
+    #[error("cannot build the HTTP client for identity providers: {0}")]
+    IdentityProviders(String),
 }
 
 /// What the first start on an empty database created, to be printed once.
@@ -104,6 +108,7 @@ impl AppState {
         let keys = KeyRing::load_or_create(&store, &sealer, settings.signing_alg, clock.now()).await?;
         let first_run = bootstrap(&store, &sealer, &clock).await?;
         let client_documents = Arc::new(oauth::cimd::MetadataDocuments::new(&settings.cimd)?);
+        let oidc = Arc::new(identity::oidc::OidcProviders::new(&settings.oidc).map_err(StartError::IdentityProviders)?);
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -116,6 +121,7 @@ impl AppState {
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),
             client_documents,
+            oidc,
             shutdown,
         };
         Ok((state, first_run))
@@ -184,6 +190,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::home::home))
         .route("/login", get(identity::login::login_page).post(identity::login::login_submit))
         .route("/logout", post(identity::login::logout))
+        .route("/login/oidc/{id}", get(identity::oidc::flow::start))
+        .route("/login/oidc/{id}/callback", get(identity::oidc::flow::callback))
         .route("/authorize", get(oauth::authorize::authorize))
         .route("/authorize/consent", post(oauth::authorize::consent))
         .merge(web::routes())
@@ -232,6 +240,7 @@ pub struct Swept {
     pub sessions: u64,
     pub refresh_tokens: u64,
     pub unused_clients: u64,
+    pub oidc_login_states: u64,
 }
 
 /// Deletes what has expired: codes, sessions, refresh tokens, and client registrations never
@@ -248,6 +257,7 @@ pub async fn housekeeping(state: &AppState) -> Result<Swept, crate::store::Store
         sessions: store.purge_sessions(now).await?,
         refresh_tokens: store.purge_refresh_tokens(now).await?,
         unused_clients,
+        oidc_login_states: store.purge_oidc_login_states(now).await?,
     })
 }
 
