@@ -53,16 +53,16 @@ pub async fn trust(
     store: &Store,
     sealer: &Sealer,
     settings: &Settings,
-    clock: &SharedClock,
+    now: i64,
     ws: &WorkspaceRow,
     req: TrustRequest,
 ) -> Result<WorkspaceIssuerRow, TrustError> {
     let allow = settings.external_issuer.allow_http_loopback;
     let invalid = |e: IssuerError| TrustError::Invalid(e.to_string());
-    check_endpoint_url(&req.issuer, allow).map_err(invalid)?;
-    if req.issuer == settings.public_url {
+    if req.issuer.trim_end_matches('/') == settings.public_url {
         return Err(TrustError::Invalid("that is this server's own issuer: use `workspace untrust` instead".into()));
     }
+    check_endpoint_url(&req.issuer, allow).map_err(invalid)?;
     if let Some(aud) = &req.audience
         && aud.trim().is_empty()
     {
@@ -89,10 +89,23 @@ pub async fn trust(
         introspection_client_id: req.introspection_client_id,
         introspection_secret,
         introspection_endpoint: req.introspection_endpoint,
-        updated_at: clock.now(),
+        updated_at: now,
     };
     store.upsert_workspace_issuer(&row).await?;
     Ok(row)
+}
+
+/// The built-in authorization server issues no tokens for a workspace that trusts another
+/// issuer: they would be refused at its MCP endpoint anyway, and the client should be sent
+/// to the issuer its protected resource metadata names.
+pub async fn refuse_if_trusted(store: &Store, ws: &WorkspaceRow) -> Result<(), crate::oauth::error::OAuthError> {
+    match store.workspace_issuer(&ws.id).await? {
+        None => Ok(()),
+        Some(row) => Err(crate::oauth::error::OAuthError::invalid_target(format!(
+            "workspace `{}` takes its tokens from {}, not from this server: get a token there",
+            ws.slug, row.issuer
+        ))),
+    }
 }
 
 /// The validators of trusting workspaces, by workspace id, each with the setting it was
