@@ -9,11 +9,11 @@
 //! as a request extension.
 //!
 //! ```no_run
-//! use mcp_resource_guard::{IssuerConfig, IssuerValidator, ResourceGuard, VerifiedToken};
+//! use mcp_resource_guard::{IssuerConfig, IssuerValidator, ResourceGuard};
 //! # async fn run(mcp_service: axum::Router) {
 //! let resource = "https://mcp.example.com/mcp";
 //! let validator = IssuerValidator::new(IssuerConfig::new("https://login.example.com/", resource)).unwrap();
-//! let app = axum::Router::new()
+//! let app: axum::Router = axum::Router::new()
 //!     .nest_service("/mcp", mcp_service)
 //!     .layer(ResourceGuard::new(resource, "https://login.example.com/", validator).layer());
 //! # }
