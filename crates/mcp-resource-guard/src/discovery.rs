@@ -26,6 +26,22 @@ pub fn discovery_urls(issuer: &str) -> Result<Vec<String>, IssuerError> {
     ])
 }
 
+/// Largest metadata or JWKS document read from an issuer.
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// Reads a JSON body of at most [`MAX_DOCUMENT_BYTES`], so a misbehaving issuer cannot make us
+/// buffer without bound.
+pub async fn read_json<T: serde::de::DeserializeOwned>(mut res: reqwest::Response) -> Result<T, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(format!("larger than {MAX_DOCUMENT_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
 /// Fetches the first discovery document that answers and checks its `issuer`.
 pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<IssuerMetadata, IssuerError> {
     let mut last = String::new();
@@ -41,7 +57,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<IssuerMeta
             last = format!("{url}: HTTP {}", res.status());
             continue;
         }
-        let meta: IssuerMetadata = match res.json().await {
+        let meta: IssuerMetadata = match read_json(res).await {
             Ok(meta) => meta,
             Err(e) => {
                 last = format!("{url}: not a metadata document ({e})");

@@ -104,7 +104,7 @@ impl Introspector {
             .send()
             .await;
         let body = match res {
-            Ok(res) if res.status().is_success() => res.json::<Map<String, Value>>().await.ok(),
+            Ok(res) if res.status().is_success() => crate::discovery::read_json::<Map<String, Value>>(res).await.ok(),
             Ok(res) => {
                 tracing::warn!(status = %res.status(), "introspection refused our request (check the client id and secret)");
                 None

@@ -206,7 +206,7 @@ impl FetchKeys for HttpKeys {
             return Err(format!("{jwks_uri}: HTTP {}", res.status()));
         }
         let max_age = crate::jwks::max_age(res.headers());
-        let jwks = res.json::<Value>().await.map_err(|e| format!("{jwks_uri}: not a JWKS ({e})"))?;
+        let jwks = discovery::read_json::<Value>(res).await.map_err(|e| format!("{jwks_uri}: not a JWKS ({e})"))?;
         Ok(Fetched { jwks, max_age })
     }
 }
