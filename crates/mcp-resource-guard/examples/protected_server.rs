@@ -85,6 +85,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(env("GUARD_LISTEN").as_deref().unwrap_or("127.0.0.1:3000")).await?;
     let resource = env("GUARD_RESOURCE").unwrap_or(format!("http://{}/mcp", listener.local_addr()?));
 
+    // rmcp's defaults accept only loopback `Host`s (DNS-rebinding defence); behind a public
+    // host name, list it with `StreamableHttpServerConfig::with_allowed_hosts`.
     let mcp = StreamableHttpService::new(
         || Ok(Example::new()),
         Arc::new(LocalSessionManager::default()),
