@@ -83,9 +83,9 @@ struct Admitted {
 /// Runs every check on a request to the MCP endpoint.
 async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, Refusal> {
     origin::check(req.headers(), &state.settings.public_url)?;
-    let ws = state
+    let (ws, trusted) = state
         .store
-        .workspace_by_slug(slug)
+        .workspace_and_issuer_by_slug(slug)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "workspace lookup failed");
@@ -93,7 +93,7 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
         })?
         .ok_or_else(|| Refusal::NotFound(crate::resource::bearer::NO_SUCH_WORKSPACE.into()))?;
     let (mut parts, body) = req.into_parts();
-    let principal = authenticate(state, &parts.headers, parts.uri.query(), &ws).await?;
+    let principal = authenticate(state, &parts.headers, parts.uri.query(), &ws, trusted.as_ref()).await?;
     let (body, opens_session) = if parts.method == Method::POST {
         let bytes = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
             .await

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::crypto::signing::VerifyError;
 use crate::crypto::{SecretKind, hash_secret};
 use crate::oauth::scope::ScopeSet;
-use crate::store::WorkspaceRow;
+use crate::store::{WorkspaceIssuerRow, WorkspaceRow};
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,8 @@ impl GrantedScopes for Principal {
 pub struct WorkspaceTokens<'a> {
     pub state: &'a AppState,
     pub ws: &'a WorkspaceRow,
+    /// The external issuer the workspace trusts, if any.
+    pub trusted: Option<&'a WorkspaceIssuerRow>,
 }
 
 impl TokenValidator for WorkspaceTokens<'_> {
@@ -67,14 +69,10 @@ impl TokenValidator for WorkspaceTokens<'_> {
         if token.starts_with(SecretKind::MachineToken.prefix()) {
             return machine_token(state, token, ws).await;
         }
-        let trusted = state.store.workspace_issuer(&ws.id).await.map_err(|e| {
-            tracing::error!(error = %e, "workspace issuer lookup failed");
-            Refusal::Unavailable("the token could not be checked; retry".into())
-        })?;
-        match trusted {
+        match self.trusted {
             None => access_token(state, token, ws).await,
             Some(row) => {
-                let validator = state.external_issuers.validator(state, ws, &row)?;
+                let validator = state.external_issuers.validator(state, ws, row)?;
                 let verified = validator.validate(token).await?;
                 Ok(external_principal(ws, verified))
             }
@@ -88,8 +86,9 @@ pub async fn authenticate(
     headers: &HeaderMap,
     query: Option<&str>,
     ws: &WorkspaceRow,
+    trusted: Option<&WorkspaceIssuerRow>,
 ) -> Result<Principal, Refusal> {
-    WorkspaceTokens { state, ws }.validate(bearer_token(headers, query)?).await
+    WorkspaceTokens { state, ws, trusted }.validate(bearer_token(headers, query)?).await
 }
 
 /// An external issuer's subject, under the workspace's scopes (other provider scopes such as

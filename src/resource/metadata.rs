@@ -19,12 +19,7 @@ pub fn metadata_url(public_url: &str, slug: &str) -> String {
 }
 
 pub async fn protected_resource(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
-    let found = match state.store.workspace_by_slug(&slug).await {
-        Ok(Some(ws)) => state.store.workspace_issuer(&ws.id).await.map(|issuer| Some((ws, issuer))),
-        Ok(None) => Ok(None),
-        Err(e) => Err(e),
-    };
-    let (ws, issuer) = match found {
+    let (ws, issuer) = match state.store.workspace_and_issuer_by_slug(&slug).await {
         Ok(Some(found)) => found,
         Ok(None) => {
             let ctx = ChallengeContext { resource_metadata: "", default_scope: "" };

@@ -1,6 +1,6 @@
 //! External authorization servers trusted by workspaces.
 
-use super::{Store, StoreResult, with_pool};
+use super::{Store, StoreResult, WorkspaceRow, with_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct WorkspaceIssuerRow {
@@ -16,7 +16,51 @@ pub struct WorkspaceIssuerRow {
     pub updated_at: i64,
 }
 
+/// A workspace and the issuer it trusts, read together (one query on the MCP hot path).
+#[derive(sqlx::FromRow)]
+struct WorkspaceAndIssuer {
+    id: String,
+    slug: String,
+    name: String,
+    created_at: i64,
+    issuer: Option<String>,
+    audience: Option<String>,
+    scope_map: Option<String>,
+    introspection_client_id: Option<String>,
+    introspection_secret: Option<Vec<u8>>,
+    introspection_endpoint: Option<String>,
+    updated_at: Option<i64>,
+}
+
 impl Store {
+    /// The workspace with this slug and, if it trusts one, its external issuer.
+    pub async fn workspace_and_issuer_by_slug(
+        &self,
+        slug: &str,
+    ) -> StoreResult<Option<(WorkspaceRow, Option<WorkspaceIssuerRow>)>> {
+        let row = with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceAndIssuer>(
+            "SELECT w.id, w.slug, w.name, w.created_at, i.issuer, i.audience, i.scope_map,
+                 i.introspection_client_id, i.introspection_secret, i.introspection_endpoint, i.updated_at
+             FROM workspaces w LEFT JOIN workspace_issuers i ON i.workspace_id = w.id WHERE w.slug = $1",
+        ).bind(slug).fetch_optional(p).await)?;
+        Ok(row.map(|r| {
+            let issuer = match (r.issuer, r.scope_map, r.updated_at) {
+                (Some(issuer), Some(scope_map), Some(updated_at)) => Some(WorkspaceIssuerRow {
+                    workspace_id: r.id.clone(),
+                    issuer,
+                    audience: r.audience,
+                    scope_map,
+                    introspection_client_id: r.introspection_client_id,
+                    introspection_secret: r.introspection_secret,
+                    introspection_endpoint: r.introspection_endpoint,
+                    updated_at,
+                }),
+                _ => None,
+            };
+            (WorkspaceRow { id: r.id, slug: r.slug, name: r.name, created_at: r.created_at }, issuer)
+        }))
+    }
+
     /// Trusts an issuer for a workspace, replacing any earlier setting.
     pub async fn upsert_workspace_issuer(&self, row: &WorkspaceIssuerRow) -> StoreResult<()> {
         with_pool!(self.pool(), p => sqlx::query(
