@@ -1,6 +1,6 @@
 //! Workspaces that trust an external authorization server: the setting (checked, stored,
 //! client secret sealed) and one cached validator per workspace, rebuilt when the setting
-//! changes, so each issuer's keys are fetched once and shared by every request.
+//! changes, so the issuer's keys are fetched once per workspace and shared by its requests.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
