@@ -46,6 +46,8 @@ pub struct AppState {
     pub upstream_health: Arc<web::health::HealthBoard>,
     /// Client ID Metadata Documents: fetched, validated and cached.
     pub client_documents: Arc<oauth::cimd::MetadataDocuments>,
+    /// Validators of the external issuers workspaces trust (keys cached per issuer).
+    pub external_issuers: Arc<resource::external::ExternalIssuers>,
     /// The organisation's identity providers (OpenID Connect sign-in).
     pub oidc: Arc<identity::oidc::OidcProviders>,
     /// Cancelled at shutdown: ends open MCP streams so the server can stop.
@@ -108,6 +110,7 @@ impl AppState {
         let keys = KeyRing::load_or_create(&store, &sealer, settings.signing_alg, clock.now()).await?;
         let first_run = bootstrap(&store, &sealer, &clock).await?;
         let client_documents = Arc::new(oauth::cimd::MetadataDocuments::new(&settings.cimd)?);
+        let (settings_external, clock_for_issuers) = (settings.external_issuer, clock.clone());
         let oidc = Arc::new(identity::oidc::OidcProviders::new(&settings.oidc).map_err(StartError::IdentityProviders)?);
         let state = AppState {
             settings: Arc::new(settings),
@@ -121,6 +124,7 @@ impl AppState {
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),
             client_documents,
+            external_issuers: Arc::new(resource::external::ExternalIssuers::new(settings_external, clock_for_issuers)),
             oidc,
             shutdown,
         };

@@ -52,6 +52,10 @@ pub struct RawSettings {
     pub registration_initial_token: Option<String>,
     /// Registered clients never used within this long are deleted (`never` keeps them).
     pub unused_client_ttl: String,
+    /// Local testing only: workspaces may trust `http://` issuers on loopback.
+    pub external_issuer_allow_http_loopback: bool,
+    /// At most one JWKS refetch per this long, per trusted issuer, for unknown key ids.
+    pub external_jwks_min_refetch: String,
     /// Local email-and-password sign-in (off: only the identity providers sign people in).
     pub password_login: bool,
     /// Local testing only: identity providers on loopback hosts over plain http.
@@ -84,6 +88,8 @@ impl Default for RawSettings {
             cimd_fetch_timeout: "5s".into(),
             registration_initial_token: None,
             unused_client_ttl: "7d".into(),
+            external_issuer_allow_http_loopback: false,
+            external_jwks_min_refetch: "10s".into(),
             password_login: true,
             oidc_allow_loopback_issuers: false,
             oidc_providers: Vec::new(),
@@ -124,6 +130,14 @@ pub struct Settings {
     pub unused_client_ttl: Option<i64>,
     pub password_login: bool,
     pub oidc: OidcSettings,
+    pub external_issuer: ExternalIssuerSettings,
+}
+
+/// How workspaces that trust an external authorization server reach it.
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalIssuerSettings {
+    pub allow_http_loopback: bool,
+    pub jwks_min_refetch: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -242,6 +256,13 @@ impl Settings {
                 Some(ttl)
             }
         };
+        let jwks_min_refetch =
+            parse_duration(&raw.external_jwks_min_refetch).map_err(|why| bad("external_jwks_min_refetch", why))?;
+        if !(1..=3_600).contains(&jwks_min_refetch) {
+            return Err(bad("external_jwks_min_refetch", "must be between 1s and 1h".into()));
+        }
+        let external_issuer =
+            ExternalIssuerSettings { allow_http_loopback: raw.external_issuer_allow_http_loopback, jwks_min_refetch };
         if let Some(url) = &raw.database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|p| url.starts_with(p)) {
@@ -265,6 +286,7 @@ impl Settings {
             cimd,
             registration_initial_token,
             unused_client_ttl,
+            external_issuer,
             password_login: raw.password_login,
             oidc,
         })

@@ -8,6 +8,7 @@ mod client_documents;
 mod client_lifecycle;
 mod compat;
 mod docserver;
+mod external_issuer;
 mod flow;
 mod gateway;
 mod hostile;
