@@ -78,8 +78,11 @@ async function createPgDatabase() {
 
 async function dropPgDatabase(name) {
   const admin = process.env.GATEHOUSE_TEST_DATABASE_URL;
-  // WITH (FORCE) ends connections the server's pool may still hold (PostgreSQL 13+).
-  await run('psql', [admin, '-v', 'ON_ERROR_STOP=1', '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`]);
+  // WITH (FORCE) ends connections the server's pool may still hold (PostgreSQL 13+). A drop waits
+  // for a checkpoint, which on a busy disk has taken over 30 s: allow it two minutes.
+  await run('psql', [admin, '-v', 'ON_ERROR_STOP=1', '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], {
+    timeoutMs: 120_000,
+  });
 }
 
 /**
