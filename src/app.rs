@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::crypto::aead::Sealer;
 use crate::crypto::master::MasterKey;
 use crate::crypto::signing::KeyRing;
+use crate::crypto::verified::VerifiedTokens;
 use crate::gateway;
 use crate::identity::throttle::LoginThrottle;
 use crate::identity::{self, password};
@@ -35,6 +36,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub keys: Arc<KeyRing>,
+    /// Access tokens whose signature was already checked (see `crypto::verified`).
+    pub verified_tokens: Arc<VerifiedTokens>,
     pub sealer: Arc<Sealer>,
     pub forms: FormSigner,
     pub clock: SharedClock,
@@ -108,6 +111,7 @@ impl AppState {
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),
+            verified_tokens: Arc::new(VerifiedTokens::default()),
             sealer: Arc::new(sealer),
             forms,
             clock,

@@ -12,6 +12,7 @@ mod flow;
 mod gateway;
 mod hostile;
 mod hostile_clients;
+mod hot_path;
 mod journey;
 mod login;
 mod page_forms;
