@@ -42,6 +42,8 @@ pub struct AppState {
     pub forms: FormSigner,
     pub clock: SharedClock,
     pub login_throttle: Arc<LoginThrottle>,
+    /// When a client's use was last written down (no database write per access token).
+    pub client_usage: Arc<oauth::usage::ClientUsage>,
     /// Each workspace's MCP server: its upstreams, aggregated.
     pub workspaces: Arc<gateway::workspaces::WorkspaceServers>,
     pub sessions: Arc<gateway::sessions::SessionBindings>,
@@ -116,6 +118,7 @@ impl AppState {
             forms,
             clock,
             login_throttle: Arc::new(LoginThrottle::default()),
+            client_usage: Arc::new(oauth::usage::ClientUsage::default()),
             workspaces: Arc::new(gateway::workspaces::WorkspaceServers::new(shutdown.clone())),
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),

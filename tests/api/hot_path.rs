@@ -26,3 +26,47 @@ both_backends!(a_remembered_token_still_expires_on_time, |app: TestApp| async mo
     let www = late.headers["www-authenticate"].to_str().unwrap();
     assert!(www.contains("expired"), "{www}");
 });
+
+both_backends!(client_credentials_tokens_write_nothing_per_token, |app: TestApp| async move {
+    let (id, secret) = gatehouse::oauth::register::create_machine_client(
+        &app.state.store,
+        app.clock.as_ref(),
+        "default",
+        "CI bot",
+        "mcp:read mcp:tools",
+    )
+    .await
+    .unwrap();
+    let issue = || async {
+        let res = app
+            .http
+            .post(format!("{}/token", app.url))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials"), ("resource", &app.mcp_url("default"))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    };
+    let last_used = || async { app.state.store.client_by_id(&id).await.unwrap().unwrap().last_used_at };
+    let first = issue().await;
+    let audited = app.count_rows("audit_events").await;
+    let used_at = last_used().await;
+    assert_eq!(used_at, Some(app.clock.now_secs()), "the first token of a minute records the client's use");
+    app.clock.advance(30);
+    let mut tokens = vec![first];
+    for _ in 0..5 {
+        tokens.push(issue().await);
+    }
+    assert_eq!(app.count_rows("audit_events").await, audited, "no audit row per token");
+    assert_eq!(last_used().await, used_at, "no last-use write per token");
+    // Every one of them works.
+    for t in &tokens {
+        open_session(&app, t).await;
+    }
+    app.clock.advance(30);
+    issue().await;
+    assert_eq!(app.count_rows("audit_events").await, audited + 1, "a new minute is recorded again");
+    assert_eq!(last_used().await, Some(app.clock.now_secs()));
+});
