@@ -47,6 +47,8 @@ pub struct AppState {
     /// Each workspace's MCP server: its upstreams, aggregated.
     pub workspaces: Arc<gateway::workspaces::WorkspaceServers>,
     pub sessions: Arc<gateway::sessions::SessionBindings>,
+    /// Workspaces by slug, remembered once found (they never change).
+    pub known_workspaces: Arc<gateway::known_workspaces::KnownWorkspaces>,
     /// The last connection test of each upstream (Upstreams pages).
     pub upstream_health: Arc<web::health::HealthBoard>,
     /// Client ID Metadata Documents: fetched, validated and cached.
@@ -121,6 +123,7 @@ impl AppState {
             client_usage: Arc::new(oauth::usage::ClientUsage::default()),
             workspaces: Arc::new(gateway::workspaces::WorkspaceServers::new(shutdown.clone())),
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
+            known_workspaces: Arc::new(gateway::known_workspaces::KnownWorkspaces::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),
             client_documents,
             shutdown,

@@ -86,8 +86,8 @@ struct Admitted {
 async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, Refusal> {
     origin::check(req.headers(), &state.settings.public_url)?;
     let ws = state
-        .store
-        .workspace_by_slug(slug)
+        .known_workspaces
+        .by_slug(&state.store, slug)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "workspace lookup failed");

@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod demo;
 pub mod endpoint;
+pub mod known_workspaces;
 pub mod probe;
 pub mod registry;
 pub mod sessions;

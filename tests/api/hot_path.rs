@@ -70,3 +70,12 @@ both_backends!(client_credentials_tokens_write_nothing_per_token, |app: TestApp|
     assert_eq!(app.count_rows("audit_events").await, audited + 1, "a new minute is recorded again");
     assert_eq!(last_used().await, Some(app.clock.now_secs()));
 });
+
+both_backends!(a_workspace_created_after_a_miss_is_found_at_once, |app: TestApp| async move {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    assert_eq!(rpc(&app, "later", None, None, init.clone()).await.status, 404);
+    gatehouse::workspace::create(&app.state.store, app.clock.as_ref(), "later", None).await.unwrap();
+    let r = rpc(&app, "later", None, None, init).await;
+    assert_eq!(r.status, 401, "the new workspace exists: its challenge, not a 404");
+});
