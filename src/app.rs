@@ -47,6 +47,8 @@ pub struct AppState {
     /// Each workspace's MCP server: its upstreams, aggregated.
     pub workspaces: Arc<gateway::workspaces::WorkspaceServers>,
     pub sessions: Arc<gateway::sessions::SessionBindings>,
+    /// Load shedding at the MCP endpoint.
+    pub admission: Arc<gateway::admission::Admission>,
     /// Workspaces by slug, remembered once found (they never change).
     pub known_workspaces: Arc<gateway::known_workspaces::KnownWorkspaces>,
     /// The last connection test of each upstream (Upstreams pages).
@@ -123,6 +125,7 @@ impl AppState {
             client_usage: Arc::new(oauth::usage::ClientUsage::default()),
             workspaces: Arc::new(gateway::workspaces::WorkspaceServers::new(shutdown.clone())),
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
+            admission: Arc::new(gateway::admission::Admission::default()),
             known_workspaces: Arc::new(gateway::known_workspaces::KnownWorkspaces::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),
             client_documents,
@@ -293,6 +296,7 @@ pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given:
     }
     let (state, first_run) = AppState::build(settings, clock).await?;
     spawn_housekeeping(state.clone());
+    state.admission.spawn_probe(state.shutdown.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let streams = state.shutdown.clone();
     let handle = tokio::spawn(async move {
