@@ -124,7 +124,7 @@ async fn mcp(args: &gatehouse_bench::Args) -> anyhow::Result<Value> {
     let target = Arc::new(parse_url(&args.str_or("--url", ""))?);
     let body = Bytes::from(std::fs::read(args.str_or("--body-file", ""))?);
     let tokens = Arc::new(read_lines(&args.str_or("--tokens-file", ""))?);
-    let once = args.get("--once").is_some();
+    let once = args.has("--once");
     let tool = Arc::new(args.str_or("--tool", "echo"));
     let concurrency: usize = args.num_or("--concurrency", 32);
     let seconds = args.secs_or("--seconds", 5.0);
@@ -273,7 +273,7 @@ async fn sse(args: &gatehouse_bench::Args) -> anyhow::Result<Value> {
     let target = Arc::new(parse_url(&args.str_or("--url", ""))?);
     let count: usize = args.num_or("--count", 100);
     let token = args.get("--token").map(str::to_owned);
-    let session = args.get("--session").is_some();
+    let session = args.has("--session");
     let start = Instant::now();
     let mut held = Vec::with_capacity(count);
     let opened = Arc::new(AtomicUsize::new(0));
@@ -342,7 +342,9 @@ async fn open_stream(
     s.ready().await?;
     let res = s.send_request(get.body(Full::new(Bytes::new()))?).await?;
     if res.status() != 200 {
-        return Err(anyhow!("stream answered {}", res.status()));
+        let status = res.status();
+        let body = res.into_body().collect().await?.to_bytes();
+        return Err(anyhow!("stream answered {status}: {}", String::from_utf8_lossy(&body)));
     }
     opened.fetch_add(1, Ordering::Relaxed);
     Ok((s, res.into_body()))
