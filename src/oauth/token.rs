@@ -239,7 +239,10 @@ async fn refresh(
             grant_id: Some(&grant.id),
         },
     )?;
-    state.store.touch_client(&client.id, now).await?;
+    // The rotation is the one write a refresh needs; last use is written once a minute (see `usage`).
+    if state.client_usage.due(&client.id, now) {
+        state.store.touch_client(&client.id, now).await?;
+    }
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: Some(new_token) })
 }
 

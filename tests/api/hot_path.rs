@@ -79,3 +79,25 @@ both_backends!(a_workspace_created_after_a_miss_is_found_at_once, |app: TestApp|
     let r = rpc(&app, "later", None, None, init).await;
     assert_eq!(r.status, 401, "the new workspace exists: its challenge, not a 404");
 });
+
+both_backends!(a_refresh_writes_the_rotation_and_last_use_once_a_minute, |app: TestApp| async move {
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let client = tokens["client_id"].as_str().unwrap().to_owned();
+    let mut refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let last_used = || async { app.state.store.client_by_id(&client).await.unwrap().unwrap().last_used_at };
+    let mut rotate = async |rt: &str| {
+        let res = app.token(&[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", rt)]).await;
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned()
+    };
+    app.clock.advance(5);
+    refresh = rotate(&refresh).await;
+    let first = last_used().await;
+    assert_eq!(first, Some(app.clock.now_secs()));
+    app.clock.advance(5);
+    refresh = rotate(&refresh).await;
+    assert_eq!(last_used().await, first, "no last-use write for every rotation");
+    app.clock.advance(60);
+    rotate(&refresh).await;
+    assert_eq!(last_used().await, Some(app.clock.now_secs()), "a new minute is recorded");
+});
