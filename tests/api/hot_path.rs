@@ -85,7 +85,7 @@ both_backends!(a_refresh_writes_the_rotation_and_last_use_once_a_minute, |app: T
     let client = tokens["client_id"].as_str().unwrap().to_owned();
     let mut refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
     let last_used = || async { app.state.store.client_by_id(&client).await.unwrap().unwrap().last_used_at };
-    let mut rotate = async |rt: &str| {
+    let rotate = async |rt: &str| {
         let res = app.token(&[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", rt)]).await;
         assert_eq!(res.status(), 200);
         res.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned()
