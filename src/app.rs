@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::crypto::aead::Sealer;
 use crate::crypto::master::MasterKey;
 use crate::crypto::signing::KeyRing;
+use crate::crypto::verified::VerifiedTokens;
 use crate::gateway;
 use crate::identity::throttle::LoginThrottle;
 use crate::identity::{self, password};
@@ -35,13 +36,19 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub keys: Arc<KeyRing>,
+    /// Access tokens whose signature was already checked (see `crypto::verified`).
+    pub verified_tokens: Arc<VerifiedTokens>,
     pub sealer: Arc<Sealer>,
     pub forms: FormSigner,
     pub clock: SharedClock,
     pub login_throttle: Arc<LoginThrottle>,
+    /// When a client's use was last written down (no database write per access token).
+    pub client_usage: Arc<oauth::usage::ClientUsage>,
     /// Each workspace's MCP server: its upstreams, aggregated.
     pub workspaces: Arc<gateway::workspaces::WorkspaceServers>,
     pub sessions: Arc<gateway::sessions::SessionBindings>,
+    /// Load shedding at the MCP endpoint.
+    pub admission: Arc<gateway::admission::Admission>,
     /// The last connection test of each upstream (Upstreams pages).
     pub upstream_health: Arc<web::health::HealthBoard>,
     /// Client ID Metadata Documents: fetched, validated and cached.
@@ -116,12 +123,15 @@ impl AppState {
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),
+            verified_tokens: Arc::new(VerifiedTokens::default()),
             sealer: Arc::new(sealer),
             forms,
             clock,
             login_throttle: Arc::new(LoginThrottle::default()),
+            client_usage: Arc::new(oauth::usage::ClientUsage::default()),
             workspaces: Arc::new(gateway::workspaces::WorkspaceServers::new(shutdown.clone())),
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
+            admission: Arc::new(gateway::admission::Admission::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),
             client_documents,
             external_issuers: Arc::new(resource::external::ExternalIssuers::new(settings_external, clock_for_issuers)),
@@ -297,6 +307,7 @@ pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given:
     }
     let (state, first_run) = AppState::build(settings, clock).await?;
     spawn_housekeeping(state.clone());
+    state.admission.spawn_probe(state.shutdown.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let streams = state.shutdown.clone();
     let handle = tokio::spawn(async move {

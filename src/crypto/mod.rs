@@ -2,8 +2,10 @@
 //! envelope, and the keys that sign access tokens.
 
 pub mod aead;
+pub mod jws;
 pub mod master;
 pub mod signing;
+pub mod verified;
 
 use aws_lc_rs::digest;
 use base64::Engine;

@@ -9,11 +9,12 @@ use aws_lc_rs::encoding::AsDer;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::CryptoError;
 use super::aead::{Sealer, Slot};
+use super::jws::JwsSigner;
 use crate::store::{SigningKeyRow, Store, StoreError};
 
 /// The algorithms an operator may choose for access tokens.
@@ -34,7 +35,7 @@ impl SigningAlg {
         }
     }
 
-    fn jwt(self) -> Algorithm {
+    pub(crate) fn jwt(self) -> Algorithm {
         match self {
             SigningAlg::RS256 => Algorithm::RS256,
             SigningAlg::ES256 => Algorithm::ES256,
@@ -123,7 +124,7 @@ pub enum VerifyError {
 struct SigningKey {
     kid: String,
     alg: SigningAlg,
-    key: EncodingKey,
+    jws: JwsSigner,
 }
 
 /// All live keys: one signs, all verify.
@@ -167,7 +168,6 @@ impl KeyRing {
         for row in rows {
             let row_alg = SigningAlg::from_str(&row.alg).map_err(CryptoError::Key)?;
             let pkcs8 = sealer.open(&row.private_key, &key_slot(&row.kid))?;
-            let encoding = row_alg.encoding_key(&pkcs8)?;
             let jwk: Jwk = serde_json::from_str(&row.public_jwk)
                 .map_err(|e| CryptoError::Key(format!("stored JWK {} is unreadable: {e}", row.kid)))?;
             let decoding = DecodingKey::from_jwk(&jwk)
@@ -175,7 +175,8 @@ impl KeyRing {
             verifiers.insert(row.kid.clone(), (decoding, row_alg.jwt()));
             keys.push(jwk);
             if signer.is_none() && row_alg == alg {
-                signer = Some(SigningKey { kid: row.kid, alg: row_alg, key: encoding });
+                let jws = JwsSigner::new(row_alg, &row.kid, &pkcs8)?;
+                signer = Some(SigningKey { kid: row.kid, alg: row_alg, jws });
             }
         }
         let signer = signer.ok_or_else(|| CryptoError::Key(format!("no {} key could be loaded", alg.name())))?;
@@ -191,10 +192,7 @@ impl KeyRing {
     }
 
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, CryptoError> {
-        let mut header = Header::new(self.signer.alg.jwt());
-        header.typ = Some("at+jwt".into());
-        header.kid = Some(self.signer.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.signer.key).map_err(|e| CryptoError::Key(e.to_string()))
+        self.signer.jws.sign(claims)
     }
 
     /// Checks signature, type, issuer and expiry (against `now`, our clock). Audience is the
@@ -225,6 +223,29 @@ impl KeyRing {
             return Err(VerifyError::Expired);
         }
         Ok(claims)
+    }
+}
+
+#[cfg(test)]
+impl KeyRing {
+    /// A ring of one fresh `alg` key, without a database.
+    pub(crate) fn for_tests(alg: SigningAlg) -> KeyRing {
+        let sealer = Sealer::new(&super::master::MasterKey::from_bytes([3; 32])).expect("sealer");
+        let row = new_key_row(&sealer, alg, 100).expect("key");
+        let jwk: Jwk = serde_json::from_str(&row.public_jwk).expect("jwk");
+        let pkcs8 = sealer.open(&row.private_key, &key_slot(&row.kid)).expect("open");
+        KeyRing {
+            signer: SigningKey {
+                kid: row.kid.clone(),
+                alg,
+                jws: JwsSigner::new(alg, &row.kid, &pkcs8).expect("signer"),
+            },
+            verifiers: HashMap::from([(
+                row.kid.clone(),
+                (DecodingKey::from_jwk(&jwk).expect("decoding key"), alg.jwt()),
+            )]),
+            jwks: JwkSet { keys: vec![jwk] },
+        }
     }
 }
 
@@ -262,7 +283,7 @@ mod tests {
             assert!(!row.public_jwk.contains("\"d\""), "private part leaked into the JWK");
             let pkcs8 = sealer.open(&row.private_key, &key_slot(&row.kid)).unwrap();
             let ring = KeyRing {
-                signer: SigningKey { kid: row.kid.clone(), alg, key: alg.encoding_key(&pkcs8).unwrap() },
+                signer: SigningKey { kid: row.kid.clone(), alg, jws: JwsSigner::new(alg, &row.kid, &pkcs8).unwrap() },
                 verifiers: HashMap::from([(row.kid.clone(), (DecodingKey::from_jwk(&jwk).unwrap(), alg.jwt()))]),
                 jwks: JwkSet { keys: vec![jwk] },
             };

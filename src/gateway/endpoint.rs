@@ -23,6 +23,14 @@ use mcp_resource_guard::scopes::MethodScopes;
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: Request) -> Response {
+    // Shed load before any work is done for the request; SSE streams (GET) are not counted.
+    let permit = match req.method() == Method::POST {
+        true => match state.admission.admit() {
+            Ok(permit) => Some(permit),
+            Err(refused) => return refused.into_response(),
+        },
+        false => None,
+    };
     let resource_metadata = metadata_url(&state.settings.public_url, &slug);
     let ctx = ChallengeContext { resource_metadata: &resource_metadata, default_scope: DEFAULT_SCOPE };
     let Admitted { request: req, owner, workspace_id, opens_session } = match admit(&state, &slug, req).await {
@@ -53,6 +61,9 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
         },
     };
     let closing = req.method() == Method::DELETE;
+    if let Some(permit) = &permit {
+        permit.checked();
+    }
     let res = match service.clone().oneshot(req).await {
         Ok(res) => res.map(Body::new),
         Err(never) => match never {},

@@ -4,6 +4,7 @@
 //! rmcp (the official Rust MCP SDK) is used only inside this module, so that its frequent major
 //! releases touch one place.
 
+pub mod admission;
 pub mod aggregate;
 pub mod demo;
 pub mod endpoint;

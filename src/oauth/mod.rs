@@ -16,6 +16,7 @@ pub mod register;
 pub mod revoke;
 pub mod scope;
 pub mod token;
+pub mod usage;
 
 /// Authorization codes live this long (seconds).
 pub const CODE_TTL_SECS: i64 = 60;

@@ -242,7 +242,10 @@ async fn refresh(
             grant_id: Some(&grant.id),
         },
     )?;
-    state.store.touch_client(&client.id, now).await?;
+    // The rotation is the one write a refresh needs; last use is written once a minute (see `usage`).
+    if state.client_usage.due(&client.id, now) {
+        state.store.touch_client(&client.id, now).await?;
+    }
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: Some(new_token) })
 }
 
@@ -279,12 +282,17 @@ async fn client_credentials(
         state,
         &AccessGrant { subject: &client.id, audience: &audience, client_id: &client.id, scope: &scope, grant_id: None },
     )?;
-    state.store.touch_client(&client.id, state.clock.now()).await?;
-    let event = Event::new(EventKind::TokenIssued, Actor::client(client))
-        .workspace(&ws.id)
-        .source(source)
-        .detail("grant_type", "client_credentials")
-        .detail("scope", scope.as_str());
-    state.audit(event).await;
+    // No database write per access token: last use and the audit event are written for the
+    // first token of each minute per client (see `usage`).
+    let now = state.clock.now();
+    if state.client_usage.due(&client.id, now) {
+        state.store.touch_client(&client.id, now).await?;
+        let event = Event::new(EventKind::TokenIssued, Actor::client(client))
+            .workspace(&ws.id)
+            .source(source)
+            .detail("grant_type", "client_credentials")
+            .detail("scope", scope.as_str());
+        state.audit(event).await;
+    }
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: None })
 }

@@ -119,7 +119,7 @@ fn wrong_audience() -> Refusal {
 
 async fn access_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Result<Principal, Refusal> {
     let now = state.clock.now();
-    let claims = state.keys.verify(token, &state.settings.public_url, now).map_err(|e| {
+    let claims = state.verified_tokens.verify(&state.keys, token, &state.settings.public_url, now).map_err(|e| {
         Refusal::InvalidToken(match e {
             VerifyError::Expired => "the access token has expired; refresh it".into(),
             other => other.to_string(),
@@ -129,6 +129,7 @@ async fn access_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Resul
     if claims.aud != state.mcp_url(&ws.slug) {
         return Err(wrong_audience());
     }
+    let claims = std::sync::Arc::unwrap_or_clone(claims);
     if let Some(gid) = &claims.gid {
         let grant = state.store.grant_by_id(gid).await.map_err(|e| {
             tracing::error!(error = %e, "grant lookup failed");

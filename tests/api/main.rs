@@ -13,6 +13,7 @@ mod flow;
 mod gateway;
 mod hostile;
 mod hostile_clients;
+mod hot_path;
 mod idp;
 mod journey;
 mod login;

@@ -1,0 +1,103 @@
+//! What the request hot path keeps in memory must not change what is allowed: a cached access
+//! token still expires on time and is still refused at once when its grant is revoked (see
+//! also `gateway::revocation_is_seen_on_the_very_next_request`), and issuing access tokens
+//! writes nothing to the database beyond the first use of a client each minute.
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::gateway::{access_token, open_session, rpc};
+use crate::helpers::*;
+
+fn echo(id: u64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}})
+}
+
+both_backends!(a_remembered_token_still_expires_on_time, |app: TestApp| async move {
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let session = open_session(&app, at).await;
+    assert_eq!(rpc(&app, "default", Some(at), Some(&session), echo(2)).await.status, 200);
+    app.clock.advance(899);
+    assert_eq!(rpc(&app, "default", Some(at), Some(&session), echo(3)).await.status, 200, "still inside 15 minutes");
+    app.clock.advance(1);
+    let late = rpc(&app, "default", Some(at), Some(&session), echo(4)).await;
+    assert_eq!(late.status, 401, "expired at exp, although its signature was remembered");
+    let www = late.headers["www-authenticate"].to_str().unwrap();
+    assert!(www.contains("expired"), "{www}");
+});
+
+both_backends!(client_credentials_tokens_write_nothing_per_token, |app: TestApp| async move {
+    let (id, secret) = gatehouse::oauth::register::create_machine_client(
+        &app.state.store,
+        app.clock.as_ref(),
+        "default",
+        "CI bot",
+        "mcp:read mcp:tools",
+    )
+    .await
+    .unwrap();
+    let issue = || async {
+        let res = app
+            .http
+            .post(format!("{}/token", app.url))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials"), ("resource", &app.mcp_url("default"))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    };
+    let last_used = || async { app.state.store.client_by_id(&id).await.unwrap().unwrap().last_used_at };
+    let first = issue().await;
+    let audited = app.count_rows("audit_events").await;
+    let used_at = last_used().await;
+    assert_eq!(used_at, Some(app.clock.now_secs()), "the first token of a minute records the client's use");
+    app.clock.advance(30);
+    let mut tokens = vec![first];
+    for _ in 0..5 {
+        tokens.push(issue().await);
+    }
+    assert_eq!(app.count_rows("audit_events").await, audited, "no audit row per token");
+    assert_eq!(last_used().await, used_at, "no last-use write per token");
+    // Every one of them works.
+    for t in &tokens {
+        open_session(&app, t).await;
+    }
+    app.clock.advance(30);
+    issue().await;
+    assert_eq!(app.count_rows("audit_events").await, audited + 1, "a new minute is recorded again");
+    assert_eq!(last_used().await, Some(app.clock.now_secs()));
+});
+
+both_backends!(a_workspace_created_after_a_miss_is_found_at_once, |app: TestApp| async move {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    assert_eq!(rpc(&app, "later", None, None, init.clone()).await.status, 404);
+    gatehouse::workspace::create(&app.state.store, app.clock.as_ref(), "later", None).await.unwrap();
+    let r = rpc(&app, "later", None, None, init).await;
+    assert_eq!(r.status, 401, "the new workspace exists: its challenge, not a 404");
+});
+
+both_backends!(a_refresh_writes_the_rotation_and_last_use_once_a_minute, |app: TestApp| async move {
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let client = tokens["client_id"].as_str().unwrap().to_owned();
+    let mut refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let last_used = || async { app.state.store.client_by_id(&client).await.unwrap().unwrap().last_used_at };
+    let rotate = async |rt: &str| {
+        let res = app.token(&[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", rt)]).await;
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned()
+    };
+    app.clock.advance(5);
+    refresh = rotate(&refresh).await;
+    let first = last_used().await;
+    assert_eq!(first, Some(app.clock.now_secs()));
+    app.clock.advance(5);
+    refresh = rotate(&refresh).await;
+    assert_eq!(last_used().await, first, "no last-use write for every rotation");
+    app.clock.advance(60);
+    rotate(&refresh).await;
+    assert_eq!(last_used().await, Some(app.clock.now_secs()), "a new minute is recorded");
+});
