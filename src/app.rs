@@ -46,6 +46,8 @@ pub struct AppState {
     pub upstream_health: Arc<web::health::HealthBoard>,
     /// Client ID Metadata Documents: fetched, validated and cached.
     pub client_documents: Arc<oauth::cimd::MetadataDocuments>,
+    /// Upstream credentials: sign-in settings and the tokens held for them.
+    pub vault: Arc<crate::vault::Vault>,
     /// Cancelled at shutdown: ends open MCP streams so the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -66,6 +68,8 @@ pub enum StartError {
     Bootstrap(String),
     #[error("{0}")]
     ClientDocuments(#[from] oauth::cimd::fetch::FetcherError),
+    #[error("credential vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
 }
 
 /// What the first start on an empty database created, to be printed once.
@@ -104,11 +108,13 @@ impl AppState {
         let keys = KeyRing::load_or_create(&store, &sealer, settings.signing_alg, clock.now()).await?;
         let first_run = bootstrap(&store, &sealer, &clock).await?;
         let client_documents = Arc::new(oauth::cimd::MetadataDocuments::new(&settings.cimd)?);
+        let sealer = Arc::new(sealer);
+        let vault = Arc::new(crate::vault::Vault::new(store.clone(), sealer.clone(), clock.clone())?);
         let state = AppState {
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),
-            sealer: Arc::new(sealer),
+            sealer,
             forms,
             clock,
             login_throttle: Arc::new(LoginThrottle::default()),
@@ -116,6 +122,7 @@ impl AppState {
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),
             client_documents,
+            vault,
             shutdown,
         };
         Ok((state, first_run))
@@ -123,6 +130,16 @@ impl AppState {
 
     pub fn mcp_url(&self, slug: &str) -> String {
         mcp_url(&self.settings.public_url, slug)
+    }
+
+    /// How the gateway picks upstream credentials for callers in a workspace.
+    pub fn credentials_for(&self, workspace_id: &str, slug: &str) -> Arc<crate::vault::bearer::WorkspaceCredentials> {
+        Arc::new(crate::vault::bearer::WorkspaceCredentials {
+            vault: self.vault.clone(),
+            store: self.store.clone(),
+            workspace_id: workspace_id.to_owned(),
+            pages_url: format!("{}/w/{slug}/upstreams/", self.settings.public_url.trim_end_matches('/')),
+        })
     }
 }
 
@@ -265,6 +282,20 @@ fn spawn_housekeeping(state: AppState) {
     });
 }
 
+/// Refreshes upstream tokens before they expire (at 80 % of their lifetime), every 30 s.
+/// Tokens that fail wait out their backoff, so this never hammers a broken upstream.
+fn spawn_refresher(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.vault.refresh_due(100).await {
+                tracing::warn!(error = %e, "upstream token refresh round failed; will retry");
+            }
+        }
+    });
+}
+
 /// A bound, running server.
 pub struct Running {
     pub addr: SocketAddr,
@@ -283,6 +314,7 @@ pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given:
     }
     let (state, first_run) = AppState::build(settings, clock).await?;
     spawn_housekeeping(state.clone());
+    spawn_refresher(state.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let streams = state.shutdown.clone();
     let handle = tokio::spawn(async move {

@@ -88,8 +88,50 @@ enum UpstreamCommand {
     },
     /// List a workspace's upstreams (header values are not shown).
     List { slug: String },
+    /// Set how the gateway signs in to an HTTP upstream with OAuth: client_credentials (one
+    /// token shared by the workspace) or authorization_code (each person connects their
+    /// account). The secret is read from standard input, never from the command line.
+    SignIn(SignInArgs),
     /// Remove an upstream.
     Remove { slug: String, name: String },
+}
+
+#[derive(Args)]
+struct SignInArgs {
+    slug: String,
+    name: String,
+    /// client_credentials, authorization_code, or none (forget the settings and every token).
+    #[arg(long, value_parser = ["client_credentials", "authorization_code", "none"])]
+    grant: String,
+    #[arg(long, required_if_eq_any = [("grant", "client_credentials"), ("grant", "authorization_code")])]
+    token_endpoint: Option<String>,
+    #[arg(long, required_if_eq("grant", "authorization_code"))]
+    authorization_endpoint: Option<String>,
+    #[arg(long)]
+    issuer: Option<String>,
+    #[arg(long, required_if_eq_any = [("grant", "client_credentials"), ("grant", "authorization_code")])]
+    client_id: Option<String>,
+    /// Read the client secret from the first line of standard input.
+    #[arg(long)]
+    client_secret_stdin: bool,
+    /// PEM private key for private_key_jwt.
+    #[arg(long)]
+    private_key_file: Option<PathBuf>,
+    /// How to authenticate at the token endpoint [default: client_secret_basic with a secret,
+    /// private_key_jwt with a key, else none].
+    #[arg(long, value_parser = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"])]
+    auth_method: Option<String>,
+    #[arg(long)]
+    scope: Option<String>,
+    /// RFC 8707 resource to ask for [default: the upstream's URL].
+    #[arg(long, conflicts_with = "no_resource")]
+    resource: Option<String>,
+    /// Send no `resource` parameter (for servers that reject it).
+    #[arg(long)]
+    no_resource: bool,
+    /// An `audience` parameter for servers that want one.
+    #[arg(long)]
+    audience: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -337,6 +379,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         }
                     }
                 }
+                UpstreamCommand::SignIn(args) => sign_in_command(&settings, &store, sealer, args).await?,
                 UpstreamCommand::Remove { slug, name } => {
                     let ws = find_workspace(&store, &slug).await?;
                     if !store.delete_upstream(&ws.id, &name).await? {
@@ -405,6 +448,61 @@ async fn client_command(store: &Store, clock: &dyn Clock, cmd: ClientCommand) ->
 }
 
 /// "3d ago", "5m ago": coarse, for listings.
+async fn sign_in_command(
+    _settings: &Settings,
+    store: &Store,
+    sealer: gatehouse::crypto::aead::Sealer,
+    args: SignInArgs,
+) -> anyhow::Result<()> {
+    use gatehouse::vault::{AuthMethod, GrantKind, OAuthCredential, Vault};
+    let ws = find_workspace(store, &args.slug).await?;
+    let upstream = store
+        .upstream_by_name(&ws.id, &args.name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("workspace {} has no upstream {}", args.slug, args.name))?;
+    let vault = Vault::new(store.clone(), Arc::new(sealer), Arc::new(SystemClock))?;
+    let Some(grant) = GrantKind::parse(&args.grant) else {
+        store.delete_upstream_credential(&upstream.id).await?;
+        println!("upstream {} signs in with no OAuth credential now", args.name);
+        return Ok(());
+    };
+    if upstream.kind != "http" {
+        anyhow::bail!("only HTTP upstreams sign in with OAuth");
+    }
+    let client_secret = if args.client_secret_stdin { Some(password_from(true)?.0) } else { None };
+    let private_key = match &args.private_key_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?),
+        None => None,
+    };
+    let auth_method = match args.auth_method.as_deref() {
+        Some(method) => AuthMethod::parse(method).ok_or_else(|| anyhow::anyhow!("unknown --auth-method {method}"))?,
+        None if private_key.is_some() => AuthMethod::PrivateKeyJwt,
+        None if client_secret.is_some() => AuthMethod::ClientSecretBasic,
+        None => AuthMethod::None,
+    };
+    let resource = match (args.no_resource, args.resource) {
+        (true, _) => None,
+        (false, Some(resource)) => Some(resource),
+        (false, None) => upstream.url.clone(),
+    };
+    let credential = OAuthCredential {
+        grant,
+        issuer: args.issuer,
+        authorization_endpoint: args.authorization_endpoint,
+        token_endpoint: args.token_endpoint.unwrap_or_default(),
+        client_id: args.client_id.unwrap_or_default(),
+        client_secret,
+        private_key,
+        auth_method,
+        scope: args.scope,
+        resource,
+        audience: args.audience,
+    };
+    vault.set_credential(&upstream.id, &credential).await?;
+    println!("upstream {} signs in with {} ({})", args.name, grant.as_str(), auth_method.as_str());
+    Ok(())
+}
+
 fn ago(clock: &dyn Clock, then: i64) -> String {
     let secs = (clock.now() - then).max(0);
     match secs {

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::upstream::{self, CONNECT_TIMEOUT, Lifecycle, Listeners, Upstream};
+use std::sync::Arc;
+
+use super::upstream::{self, BearerSource, CONNECT_TIMEOUT, Lifecycle, Listeners, Upstream};
 
 /// A tool as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,9 @@ pub struct ProbeReport {
 }
 
 /// Connects to `upstream`, lists its tools and disconnects; bounded by two connect timeouts.
-pub async fn probe(upstream: &Upstream) -> ProbeReport {
+/// `bearer` is a workspace credential at most: a health check never borrows one person's
+/// token for everyone.
+pub async fn probe(upstream: &Upstream, bearer: Option<Arc<dyn BearerSource>>) -> ProbeReport {
     let started = Instant::now();
     let failed = |error: String| ProbeReport {
         ok: false,
@@ -38,7 +42,7 @@ pub async fn probe(upstream: &Upstream) -> ProbeReport {
     };
     // A session handshake works with every upstream revision; nobody listens for list
     // changes on a connection that closes right away.
-    let client = match upstream::connect(upstream, Lifecycle::Session, &Listeners::default()).await {
+    let client = match upstream::connect(upstream, Lifecycle::Session, &Listeners::default(), bearer).await {
         Ok(client) => client,
         Err(e) => return failed(e.to_string()),
     };

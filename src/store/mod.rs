@@ -14,6 +14,7 @@ mod members;
 mod sessions;
 mod upstreams;
 mod users;
+mod vault;
 mod workspaces;
 
 pub use audit::{AuditQuery, AuditRow};
@@ -27,6 +28,7 @@ pub use members::MemberRow;
 pub use sessions::SessionRow;
 pub use upstreams::UpstreamRow;
 pub use users::UserRow;
+pub use vault::{CredentialRow, TokenRow, WORKSPACE_OWNER};
 pub use workspaces::{MembershipRow, WorkspaceRow};
 
 use std::path::Path;

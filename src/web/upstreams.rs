@@ -178,7 +178,8 @@ fn spec_from_form(viewer: &Viewer, form: &PageForm, keep: &[(String, String)]) -
 
 /// Tests an upstream now and remembers the result.
 async fn test_now(state: &AppState, ws_id: &str, upstream: &Upstream) {
-    let report = probe(upstream).await;
+    let bearer = crate::vault::bearer::for_health_check(&state.vault, &state.store, ws_id, &upstream.name).await;
+    let report = probe(upstream, bearer).await;
     state.upstream_health.record(ws_id, &upstream.name, state.clock.now(), report);
 }
 

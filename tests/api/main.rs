@@ -18,3 +18,4 @@ mod page_forms;
 mod pages;
 mod register;
 mod storage;
+mod vault;

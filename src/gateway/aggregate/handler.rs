@@ -80,7 +80,7 @@ impl ServerHandler for Aggregator {
     /// Reaches the upstreams first, so that what is announced (the tasks extension) is what
     /// they offer.
     async fn discover(&self, context: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         drop(self.reachable().await);
         Ok(DiscoverResult::from_server_info(self.supported_protocol_versions().into_owned(), self.get_info()))
     }
@@ -110,7 +110,7 @@ impl ServerHandler for Aggregator {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         for slot in &self.0.slots {
             if let Some(client) = &slot.state.lock().await.client {
                 client.relay().attach(&context.peer);
@@ -127,7 +127,7 @@ impl ServerHandler for Aggregator {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         let gathered = self.gather("tools/list", |client| async move { client.peer().list_all_tools().await }).await;
         let tools: Vec<Tool> = gathered
             .into_iter()
@@ -171,7 +171,7 @@ impl ServerHandler for Aggregator {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         let gathered =
             self.gather("prompts/list", |client| async move { client.peer().list_all_prompts().await }).await;
         let prompts = gathered
@@ -211,7 +211,7 @@ impl ServerHandler for Aggregator {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         let gathered =
             self.gather("resources/list", |client| async move { client.peer().list_all_resources().await }).await;
         let mut owners = lock(&self.0.resource_owners);
@@ -237,7 +237,7 @@ impl ServerHandler for Aggregator {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         let gathered =
             self.gather("resources/templates/list", |client| async move {
                 client.peer().list_all_resource_templates().await
@@ -302,7 +302,7 @@ impl ServerHandler for Aggregator {
         mut request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         request.meta = None;
         for (index, client) in self.reachable().await {
             if client.peer_info().is_some_and(|info| info.capabilities.logging.is_none()) {
