@@ -179,6 +179,7 @@ pub fn router(state: AppState) -> Router {
     let mut oauth_api = Router::new()
         .route("/.well-known/oauth-authorization-server", get(oauth::metadata::authorization_server))
         .route("/jwks.json", get(oauth::metadata::jwks))
+        .route(crate::vault::CLIENT_DOCUMENT_PATH, get(crate::vault::document::client_document))
         .route("/token", post(oauth::token::token))
         .route("/revoke", post(oauth::revoke::revoke))
         .route("/introspect", post(oauth::introspect::introspect));

@@ -92,8 +92,41 @@ enum UpstreamCommand {
     /// token shared by the workspace) or authorization_code (each person connects their
     /// account). The secret is read from standard input, never from the command line.
     SignIn(SignInArgs),
+    /// Connect to an MCP server as the gateway would, completing an authorization that needs
+    /// no person (for scripts and tests), list its tools and exit.
+    Connect(ConnectArgs),
     /// Remove an upstream.
     Remove { slug: String, name: String },
+}
+
+#[derive(Args)]
+struct ConnectArgs {
+    /// Required: people connect their accounts on the pages; this is the no-person path.
+    #[arg(long)]
+    headless: bool,
+    /// authorization_code (the authorization server must redirect back without a person) or
+    /// client_credentials.
+    #[arg(long, default_value = "authorization_code", value_parser = ["authorization_code", "client_credentials"])]
+    grant: String,
+    /// A client id registered with the authorization server beforehand (else CIMD or DCR).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Read the client secret (with --client-id) from the first line of standard input.
+    #[arg(long, requires = "client_id")]
+    client_secret_stdin: bool,
+    /// PEM private key for private_key_jwt (with --client-id).
+    #[arg(long, requires = "client_id")]
+    private_key_file: Option<PathBuf>,
+    /// After listing, call this tool (no arguments) and print its text.
+    #[arg(long)]
+    call: Option<String>,
+    #[arg(long, value_parser = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"])]
+    auth_method: Option<String>,
+    /// Our Client ID Metadata Document [default: <public URL>/oauth/upstream/client.json when https].
+    #[arg(long)]
+    client_metadata_url: Option<String>,
+    /// The MCP server's URL.
+    url: String,
 }
 
 #[derive(Args)]
@@ -343,6 +376,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Upstream(UpstreamCommand::Connect(args)) => connect_command(&settings, args).await,
         Command::Upstream(cmd) => {
             let (store, sealer, _) = app::open(&settings).await?;
             match cmd {
@@ -379,6 +413,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         }
                     }
                 }
+                UpstreamCommand::Connect(_) => unreachable_connect()?,
                 UpstreamCommand::SignIn(args) => sign_in_command(&settings, &store, sealer, args).await?,
                 UpstreamCommand::Remove { slug, name } => {
                     let ws = find_workspace(&store, &slug).await?;
@@ -448,6 +483,71 @@ async fn client_command(store: &Store, clock: &dyn Clock, cmd: ClientCommand) ->
 }
 
 /// "3d ago", "5m ago": coarse, for listings.
+fn unreachable_connect() -> anyhow::Result<()> {
+    anyhow::bail!("upstream connect is handled before the database is opened")
+}
+
+async fn connect_command(settings: &Settings, args: ConnectArgs) -> anyhow::Result<()> {
+    use gatehouse::vault::headless::{self, HeadlessOptions};
+    use gatehouse::vault::mcp_oauth::{ClientIdentity, Preregistered};
+    use gatehouse::vault::{AuthMethod, GrantKind};
+    if !args.headless {
+        anyhow::bail!(
+            "only --headless connections run from the command line; people connect their accounts on the pages"
+        );
+    }
+    let grant = GrantKind::parse(&args.grant).unwrap_or(GrantKind::AuthorizationCode);
+    let private_key = match &args.private_key_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?),
+        None => None,
+    };
+    let client_secret = if args.client_secret_stdin { Some(password_from(true)?.0) } else { None };
+    let auth_method = match args.auth_method.as_deref() {
+        Some(m) => Some(AuthMethod::parse(m).ok_or_else(|| anyhow::anyhow!("unknown --auth-method {m}"))?),
+        None => None,
+    };
+    let preregistered =
+        args.client_id.map(|client_id| Preregistered { client_id, client_secret, private_key, auth_method });
+    if grant == GrantKind::ClientCredentials && preregistered.is_none() {
+        anyhow::bail!("--grant client_credentials needs --client-id (and a secret or --private-key-file)");
+    }
+    let public = settings.public_url.trim_end_matches('/');
+    let metadata_url = args.client_metadata_url.or_else(|| {
+        public.starts_with("https://").then(|| format!("{public}{}", gatehouse::vault::CLIENT_DOCUMENT_PATH))
+    });
+    let mut loopback_hosts = settings.cimd.allow_loopback_hosts.clone();
+    if let Ok(parsed) = url::Url::parse(&args.url)
+        && let Some(host) = parsed.host_str()
+        && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+    {
+        loopback_hosts.push(host.to_owned());
+    }
+    let options = HeadlessOptions {
+        grant,
+        identity: ClientIdentity {
+            client_name: "Gatehouse".into(),
+            redirect_uri: format!("{public}{}", gatehouse::vault::CALLBACK_PATH),
+            metadata_url,
+        },
+        preregistered,
+        loopback_hosts,
+    };
+    let report = headless::connect(&args.url, options, Arc::new(SystemClock), args.call.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if !report.ok {
+        anyhow::bail!("{}", report.error.unwrap_or_else(|| "the connection failed".into()));
+    }
+    println!("connected to {}", report.server.as_deref().unwrap_or("the server"));
+    for tool in report.tools {
+        println!("{}\t{}", tool.name, tool.description);
+    }
+    if let (Some(tool), Some(text)) = (&args.call, &report.called) {
+        println!("{tool}: {text}");
+    }
+    Ok(())
+}
+
 async fn sign_in_command(
     _settings: &Settings,
     store: &Store,

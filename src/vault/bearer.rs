@@ -118,12 +118,24 @@ impl VaultBearer {
 }
 
 impl BearerSource for VaultBearer {
-    fn token(&self) -> BoxFuture<'_, Result<String, String>> {
-        Box::pin(async move { self.fetch(None).await.map_err(|e| e.to_string()) })
+    fn token(&self) -> BoxFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async move { self.fetch(None).await.map(Some).map_err(|e| e.to_string()) })
     }
 
-    fn refused(&self, token: String) -> BoxFuture<'_, Result<String, String>> {
-        Box::pin(async move { self.fetch(Some(&token)).await.map_err(|e| e.to_string()) })
+    fn refused(&self, token: Option<String>, _challenge: String) -> BoxFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async move { self.fetch(token.as_deref().or(Some(""))).await.map(Some).map_err(|e| e.to_string()) })
+    }
+
+    /// A stored grant cannot grow: the person must connect again, consenting to more.
+    fn insufficient_scope(
+        &self,
+        _token: Option<String>,
+        challenge: String,
+    ) -> BoxFuture<'_, Result<Option<String>, String>> {
+        let wanted = super::mcp_oauth::challenge::parse(&challenge).scope.unwrap_or_default();
+        Box::pin(async move {
+            Err(format!("the upstream needs more access ({wanted}); connect your account again to grant it"))
+        })
     }
 }
 

@@ -15,6 +15,9 @@
 
 pub mod bearer;
 pub mod credential;
+pub mod document;
+pub mod headless;
+pub mod mcp_oauth;
 pub mod schedule;
 pub mod token_endpoint;
 pub mod tokens;
@@ -24,6 +27,11 @@ pub use tokens::{TokenStatus, Vault};
 
 use crate::crypto::CryptoError;
 use crate::store::StoreError;
+
+/// Where Gatehouse publishes its own Client ID Metadata Document, under its public URL.
+pub const CLIENT_DOCUMENT_PATH: &str = "/oauth/upstream/client.json";
+/// Where upstream authorization servers send people back to.
+pub const CALLBACK_PATH: &str = "/oauth/upstream/callback";
 
 /// Whose token: the workspace's (shared, client_credentials) or one person's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

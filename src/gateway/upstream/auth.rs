@@ -24,10 +24,19 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Access tokens for one upstream connection. Errors are messages for the client (no secret).
 pub trait BearerSource: Send + Sync + 'static {
-    /// The token for the next request.
-    fn token(&self) -> BoxFuture<'_, Result<String, String>>;
-    /// The upstream refused `token`: a fresh one, if one can be had.
-    fn refused(&self, token: String) -> BoxFuture<'_, Result<String, String>>;
+    /// The token for the next request; `None` sends the request without one (so the server's
+    /// challenge can say what it wants).
+    fn token(&self) -> BoxFuture<'_, Result<Option<String>, String>>;
+    /// The upstream refused `token` (401) with `challenge` (its `WWW-Authenticate`): a fresh
+    /// token, if one can be had.
+    fn refused(&self, token: Option<String>, challenge: String) -> BoxFuture<'_, Result<Option<String>, String>>;
+    /// The upstream wants more scope (403 `insufficient_scope`): a token with it, if one can
+    /// be had.
+    fn insufficient_scope(
+        &self,
+        token: Option<String>,
+        challenge: String,
+    ) -> BoxFuture<'_, Result<Option<String>, String>>;
 }
 
 /// Why an upstream cannot be signed in to for this caller.
@@ -62,23 +71,43 @@ impl BearerClient {
         BearerClient { http, source }
     }
 
-    /// Runs `call` with the current token; on a 401, once more with a fresh one.
+    /// Runs `call` with the current token; after a 401 or a 403 for scope, again with what
+    /// the source offers instead, a bounded number of times.
     async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, StreamableHttpError<reqwest::Error>>
     where
-        F: Fn(String) -> Fut,
+        F: Fn(Option<String>) -> Fut,
         Fut: Future<Output = Result<T, StreamableHttpError<reqwest::Error>>>,
     {
-        let token = self.source.token().await.map_err(sign_in_failed)?;
-        match call(token.clone()).await {
-            Err(StreamableHttpError::AuthRequired(challenge)) => match self.source.refused(token.clone()).await {
-                Ok(fresh) if fresh != token => call(fresh).await,
-                Ok(_) => Err(StreamableHttpError::AuthRequired(challenge)),
-                Err(reason) => Err(sign_in_failed(reason)),
-            },
-            other => other,
+        let mut token = self.source.token().await.map_err(sign_in_failed)?;
+        let mut attempts = 0;
+        loop {
+            let outcome = call(token.clone()).await;
+            attempts += 1;
+            let fresh = match outcome {
+                Err(StreamableHttpError::AuthRequired(challenge)) if attempts <= MAX_RETRIES => {
+                    match self.source.refused(token.clone(), challenge.www_authenticate_header.clone()).await {
+                        Ok(Some(fresh)) if token.as_ref() != Some(&fresh) => fresh,
+                        Ok(_) => return Err(StreamableHttpError::AuthRequired(challenge)),
+                        Err(reason) => return Err(sign_in_failed(reason)),
+                    }
+                }
+                Err(StreamableHttpError::InsufficientScope(challenge)) if attempts <= MAX_RETRIES => {
+                    match self.source.insufficient_scope(token.clone(), challenge.www_authenticate_header.clone()).await
+                    {
+                        Ok(Some(fresh)) => fresh,
+                        Ok(None) => return Err(StreamableHttpError::InsufficientScope(challenge)),
+                        Err(reason) => return Err(sign_in_failed(reason)),
+                    }
+                }
+                other => return other,
+            };
+            token = Some(fresh);
         }
     }
 }
+
+/// Re-authorizations one request may cause (a server that keeps refusing is not asked forever).
+const MAX_RETRIES: u32 = 3;
 
 fn sign_in_failed(reason: String) -> StreamableHttpError<reqwest::Error> {
     StreamableHttpError::UnexpectedServerResponse(format!("cannot sign in to the upstream: {reason}").into())
@@ -98,13 +127,7 @@ impl StreamableHttpClient for BearerClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         self.with_token(|token| {
-            self.http.post_message(
-                uri.clone(),
-                message.clone(),
-                session_id.clone(),
-                Some(token),
-                custom_headers.clone(),
-            )
+            self.http.post_message(uri.clone(), message.clone(), session_id.clone(), token, custom_headers.clone())
         })
         .await
     }
@@ -123,7 +146,7 @@ impl StreamableHttpClient for BearerClient {
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                Some(token),
+                token,
                 custom_headers.clone(),
                 max_sse_event_size,
             )
@@ -139,7 +162,7 @@ impl StreamableHttpClient for BearerClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), StreamableHttpError<Self::Error>> {
         self.with_token(|token| {
-            self.http.delete_session(uri.clone(), session_id.clone(), Some(token), custom_headers.clone())
+            self.http.delete_session(uri.clone(), session_id.clone(), token, custom_headers.clone())
         })
         .await
     }
@@ -153,13 +176,7 @@ impl StreamableHttpClient for BearerClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<SseStream, StreamableHttpError<Self::Error>> {
         self.with_token(|token| {
-            self.http.get_stream(
-                uri.clone(),
-                session_id.clone(),
-                last_event_id.clone(),
-                Some(token),
-                custom_headers.clone(),
-            )
+            self.http.get_stream(uri.clone(), session_id.clone(), last_event_id.clone(), token, custom_headers.clone())
         })
         .await
     }
@@ -178,7 +195,7 @@ impl StreamableHttpClient for BearerClient {
                 uri.clone(),
                 session_id.clone(),
                 last_event_id.clone(),
-                Some(token),
+                token,
                 custom_headers.clone(),
                 max_sse_event_size,
             )
