@@ -261,6 +261,7 @@ pub async fn housekeeping(state: &AppState) -> Result<Swept, crate::store::Store
         Some(ttl) => store.purge_unused_clients(now - ttl).await?,
         None => 0,
     };
+    store.purge_upstream_oauth_states(now).await?;
     Ok(Swept {
         codes: store.purge_codes(now).await?,
         sessions: store.purge_sessions(now).await?,

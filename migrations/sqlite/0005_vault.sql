@@ -48,3 +48,22 @@ CREATE TABLE upstream_tokens (
     PRIMARY KEY (upstream_id, owner)
 );
 CREATE INDEX upstream_tokens_refresh_at ON upstream_tokens(refresh_at);
+
+-- Authorization requests in flight from the Connect button: the state is random, stored as
+-- its SHA-256, single use, ten minutes, and bound to the browser session that started it.
+CREATE TABLE upstream_oauth_states (
+    state_hash    TEXT PRIMARY KEY,
+    upstream_id   TEXT NOT NULL REFERENCES upstreams(id) ON DELETE CASCADE,
+    user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    session_hash  TEXT NOT NULL,
+    -- The PKCE code verifier (sealed).
+    verifier      BLOB NOT NULL,
+    redirect_uri  TEXT NOT NULL,
+    issuer        TEXT NOT NULL,
+    -- 1: the server promised RFC 9207 iss in its response.
+    iss_required  BIGINT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL,
+    consumed_at   BIGINT
+);
+CREATE INDEX upstream_oauth_states_expires_at ON upstream_oauth_states(expires_at);

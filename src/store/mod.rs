@@ -28,7 +28,7 @@ pub use members::MemberRow;
 pub use sessions::SessionRow;
 pub use upstreams::UpstreamRow;
 pub use users::UserRow;
-pub use vault::{CredentialRow, TokenRow, WORKSPACE_OWNER};
+pub use vault::{CredentialRow, OAuthStateRow, TokenRow, WORKSPACE_OWNER};
 pub use workspaces::{MembershipRow, WorkspaceRow};
 
 use std::path::Path;

@@ -215,3 +215,73 @@ impl Store {
         Ok(done == 1)
     }
 }
+
+/// An authorization request started with the Connect button.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OAuthStateRow {
+    pub state_hash: String,
+    pub upstream_id: String,
+    pub user_id: String,
+    pub session_hash: String,
+    /// Sealed PKCE verifier.
+    pub verifier: Vec<u8>,
+    pub redirect_uri: String,
+    pub issuer: String,
+    pub iss_required: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub consumed_at: Option<i64>,
+}
+
+macro_rules! state_columns {
+    () => {
+        "state_hash, upstream_id, user_id, session_hash, verifier, redirect_uri, issuer, iss_required, created_at, expires_at, consumed_at"
+    };
+}
+
+impl Store {
+    pub async fn insert_upstream_oauth_state(&self, row: &OAuthStateRow) -> StoreResult<()> {
+        let sql = concat!(
+            "INSERT INTO upstream_oauth_states (",
+            state_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        );
+        with_pool!(self.pool(), p => sqlx::query(sql)
+            .bind(&row.state_hash).bind(&row.upstream_id).bind(&row.user_id).bind(&row.session_hash)
+            .bind(&row.verifier).bind(&row.redirect_uri).bind(&row.issuer).bind(row.iss_required)
+            .bind(row.created_at).bind(row.expires_at).bind(row.consumed_at)
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Uses up a state: only once, only before it expires, only from the browser session that
+    /// started it. One atomic statement; `None` when any of that fails.
+    pub async fn consume_upstream_oauth_state(
+        &self,
+        state_hash: &str,
+        session_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<OAuthStateRow>> {
+        let sql = concat!(
+            "UPDATE upstream_oauth_states SET consumed_at = $1
+             WHERE state_hash = $2 AND session_hash = $3 AND consumed_at IS NULL AND expires_at > $1
+             RETURNING ",
+            state_columns!()
+        );
+        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, OAuthStateRow>(sql)
+            .bind(now).bind(state_hash).bind(session_hash).fetch_optional(p).await)?)
+    }
+
+    /// A state as it is (to tell why consuming it failed).
+    pub async fn upstream_oauth_state(&self, state_hash: &str) -> StoreResult<Option<OAuthStateRow>> {
+        let sql = concat!("SELECT ", state_columns!(), " FROM upstream_oauth_states WHERE state_hash = $1");
+        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, OAuthStateRow>(sql)
+            .bind(state_hash).fetch_optional(p).await)?)
+    }
+
+    /// Deletes states expired more than a day ago (kept that long to name a replay as such).
+    pub async fn purge_upstream_oauth_states(&self, now: i64) -> StoreResult<u64> {
+        Ok(with_pool!(self.pool(), p => sqlx::query("DELETE FROM upstream_oauth_states WHERE expires_at < $1")
+            .bind(now - 86_400).execute(p).await.map(|r| r.rows_affected()))?)
+    }
+}

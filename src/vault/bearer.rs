@@ -27,7 +27,7 @@ pub struct WorkspaceCredentials {
 
 impl WorkspaceCredentials {
     fn connect_url(&self, upstream: &str) -> String {
-        format!("{}{upstream}", self.pages_url)
+        format!("{}{upstream}/connect", self.pages_url)
     }
 
     async fn resolve_inner(

@@ -14,6 +14,7 @@
 //! row) marks the connection as needing a reconnection, with an audit event.
 
 pub mod bearer;
+pub mod connect;
 pub mod credential;
 pub mod document;
 pub mod headless;

@@ -315,3 +315,26 @@ fn classify(error: &TokenError) -> VaultError {
         TokenError::Refused { .. } | TokenError::Invalid(_) => VaultError::Unavailable(error.to_string()),
     }
 }
+
+impl Vault {
+    /// Exchanges an authorization code from the Connect flow and keeps the person's tokens.
+    pub async fn exchange_code(
+        &self,
+        upstream_id: &str,
+        owner: Owner<'_>,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<AccessToken, VaultError> {
+        let credential = self.credential(upstream_id).await?.ok_or(VaultError::NotConnected)?;
+        let grant = Grant::AuthorizationCode { code, verifier, redirect_uri };
+        let response = token_endpoint::request(&self.http, &credential, grant, self.clock.now())
+            .await
+            .map_err(|e| VaultError::Unavailable(format!("the code exchange failed: {e}")))?;
+        self.store_tokens(upstream_id, owner, &response, None).await
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+}

@@ -19,3 +19,4 @@ mod pages;
 mod register;
 mod storage;
 mod vault;
+mod vault_connect;
