@@ -51,6 +51,9 @@ use super::{
     },
 };
 
+/// In the `data` of the error for an upstream the caller must connect first: where to.
+pub const CONNECT_URL_KEY: &str = "connectUrl";
+
 /// A broken upstream is not retried more often than this.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// Repeated failures space the attempts out, up to this.
@@ -263,8 +266,14 @@ impl Aggregator {
                         // Not a broken upstream: no backoff, so a person who has just
                         // connected their account is served on their next request.
                         Err(required) => {
+                            let connect_url = required.connect_url.clone();
                             let error = UpstreamError::SignIn { upstream: slot.upstream.name.clone(), required };
-                            return Err(unavailable(&slot.upstream.name, &error.to_string()));
+                            let mut refusal = unavailable(&slot.upstream.name, &error.to_string());
+                            if let Some(url) = connect_url {
+                                refusal.data =
+                                    Some(serde_json::json!({ "upstream": slot.upstream.name, CONNECT_URL_KEY: url }));
+                            }
+                            return Err(refusal);
                         }
                     }
                 }

@@ -154,19 +154,24 @@ impl Store {
     }
 
     /// Claims the refresh of one token until `lease_until`, unless another request or node
-    /// holds the claim. One atomic statement, so of two racing refreshers exactly one wins.
+    /// holds the claim or has already replaced the token (`seen` is the sealed access token the
+    /// caller read: every seal is unique, so a row refreshed meanwhile no longer matches). One
+    /// atomic statement, so of two racing refreshers exactly one wins, and nobody refreshes
+    /// with a refresh token that was already spent.
     pub async fn claim_upstream_token_refresh(
         &self,
         upstream_id: &str,
         owner: &str,
+        seen: &[u8],
         now: i64,
         lease_until: i64,
     ) -> StoreResult<bool> {
         let done = with_pool!(self.pool(), p => sqlx::query(
             "UPDATE upstream_tokens SET refreshing_until = $1
-             WHERE upstream_id = $2 AND owner = $3 AND (refreshing_until IS NULL OR refreshing_until <= $4)",
+             WHERE upstream_id = $2 AND owner = $3 AND access_token = $5
+               AND (refreshing_until IS NULL OR refreshing_until <= $4)",
         )
-        .bind(lease_until).bind(upstream_id).bind(owner).bind(now)
+        .bind(lease_until).bind(upstream_id).bind(owner).bind(now).bind(seen)
         .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }

@@ -157,8 +157,9 @@ impl Vault {
         rejected: Option<&str>,
     ) -> Result<AccessToken, VaultError> {
         let credential = self.credential(upstream_id).await?.ok_or(VaultError::NotConnected)?;
-        // A bounded wait for a refresh another request (or node) has claimed.
-        for _ in 0..20 {
+        // A bounded wait (about the token endpoint timeout) for a refresh another request or
+        // node has claimed.
+        for _ in 0..150 {
             let now = self.clock.now();
             let Some(row) = self.store.upstream_token(upstream_id, owner.key()).await? else {
                 return match credential.grant {
@@ -188,14 +189,19 @@ impl Vault {
                 // No retry storm: an expired or refused token waits out the backoff.
                 return Err(VaultError::Unavailable(row.problem.unwrap_or_else(|| "retrying later".into())));
             }
-            if self.store.claim_upstream_token_refresh(upstream_id, owner.key(), now, now + CLAIM_SECS).await? {
+            if self
+                .store
+                .claim_upstream_token_refresh(upstream_id, owner.key(), &row.access_token, now, now + CLAIM_SECS)
+                .await?
+            {
                 return self.refresh_claimed(upstream_id, owner, &credential, &row).await;
             }
             if usable {
                 // Due, and someone else is refreshing it: this one is still valid.
                 return Ok(AccessToken { token, refresh_at: row.refresh_at });
             }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            // Someone else is refreshing it (or just did): read it again shortly.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         Err(VaultError::Unavailable("a refresh of this token is taking too long".into()))
     }

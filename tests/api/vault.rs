@@ -72,6 +72,15 @@ async fn whoami(app: &TestApp, token: &str) -> Value {
     rpc(app, "default", Some(token), Some(&session), call(9, "whoami")).await.body
 }
 
+/// The text of a failed call: a JSON-RPC error's message, or a tool error's text.
+fn failure_text(answer: &Value) -> String {
+    if let Some(message) = answer["error"]["message"].as_str() {
+        return message.to_owned();
+    }
+    assert_eq!(answer["result"]["isError"], true, "a failure: {answer}");
+    answer["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+}
+
 /// Every byte of the gateway's database, as text: the SQLite file (with its WAL), or every
 /// column of every table of PostgreSQL.
 async fn dump(app: &TestApp) -> String {
@@ -173,7 +182,8 @@ both_backends!(person_tokens_serve_only_their_owner_and_refresh_before_expiry, |
 
     // Bob has not connected: he is told where to, and never gets anyone else's account.
     let bob_sees = whoami(&app, &bob_at).await;
-    let message = bob_sees["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(bob_sees["result"]["isError"], true, "a tool error the model can read: {bob_sees}");
+    let message = failure_text(&bob_sees);
     assert!(message.contains("not connected your account"), "{bob_sees}");
     assert!(message.contains(&format!("{}/w/default/upstreams/up", app.url)), "carries the Connect link: {message}");
 
@@ -210,7 +220,7 @@ both_backends!(person_tokens_serve_only_their_owner_and_refresh_before_expiry, |
     // The replay above revoked the family at the upstream: the next refresh is invalid_grant.
     let alice_at = gateway_token(&app, "alice@example.com").await;
     let after = whoami(&app, &alice_at).await;
-    let text = after["error"]["message"].as_str().unwrap_or_default();
+    let text = failure_text(&after);
     assert!(text.contains("must be renewed"), "{after}");
     assert!(text.contains("/w/default/upstreams/up"), "with the link to reconnect: {text}");
     let state = app.state.vault.status(&upstream_id, Owner::Person(&alice.id)).await.unwrap().unwrap();
@@ -344,14 +354,14 @@ both_backends!(concurrent_refreshes_spend_the_refresh_token_once, |app: TestApp|
     app.clock.advance(101);
     let vault = app.state.vault.clone();
     let mut racing = tokio::task::JoinSet::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         let (vault, upstream_id, alice) = (vault.clone(), upstream_id.clone(), alice.clone());
         racing.spawn(async move { vault.access_token(&upstream_id, Owner::Person(&alice), None).await });
     }
     while let Some(result) = racing.join_next().await {
         assert_eq!(result.unwrap().unwrap().token, "fresh-0", "every caller gets the one refreshed token");
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "one refresh for four expired callers");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one refresh for eight expired callers");
 });
 
 both_backends!(sealed_tokens_are_bound_to_their_row, |app: TestApp| async move {
@@ -394,4 +404,25 @@ both_backends!(health_checks_never_borrow_a_persons_account, |app: TestApp| asyn
     let upstream_def = gatehouse::gateway::upstream::Upstream { name: "up".into(), spec };
     let report = gatehouse::gateway::probe::probe(&upstream_def, bearer).await;
     assert!(!report.ok, "the upstream demands a token, and the check has none of alice's");
+});
+
+both_backends!(clients_with_url_elicitation_are_sent_to_the_connect_page, |app: TestApp| async move {
+    let upstream = TestApp::spawn(Backend::Sqlite).await;
+    let client = upstream.public_client().await;
+    let (_, upstream_id) = add_upstream(&app, &upstream).await;
+    app.state.vault.set_credential(&upstream_id, &person_credential(&upstream, &client)).await.unwrap();
+    let at = gateway_token(&app, "alice@example.com").await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"form": {}, "url": {}}},
+        "clientInfo": {"name": "url-capable", "version": "0"}}});
+    let opened = rpc(&app, "default", Some(&at), None, init).await;
+    let session = opened.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    rpc(&app, "default", Some(&at), Some(&session), note).await;
+    let answer = rpc(&app, "default", Some(&at), Some(&session), call(2, "whoami")).await.body;
+    assert_eq!(answer["error"]["code"], -32042, "URLElicitationRequiredError: {answer}");
+    let elicitation = &answer["error"]["data"]["elicitations"][0];
+    assert_eq!(elicitation["mode"], "url");
+    assert_eq!(elicitation["url"], format!("{}/w/default/upstreams/up/connect", app.url));
+    assert!(!elicitation["elicitationId"].as_str().unwrap().is_empty());
 });
