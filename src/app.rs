@@ -89,14 +89,15 @@ pub async fn open(settings: &Settings) -> Result<(Store, Sealer, FormSigner), St
     }
     let store = Store::connect(settings.database_url.as_deref(), &settings.data_dir).await?;
     store.migrate().await?;
-    let (master, created) = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
+    let (ring, created) = MasterKey::load_ring(settings.master_key.as_deref(), &settings.data_dir)?;
     if created {
         tracing::warn!(
             path = %settings.data_dir.join(crate::crypto::master::KEY_FILE_NAME).display(),
             "created a new master key; back it up: without it the signing keys and vault cannot be read"
         );
     }
-    let sealer = Sealer::new(&master)?;
+    let sealer = Sealer::with_ring(&ring)?;
+    let master = ring.first().ok_or_else(|| crate::crypto::CryptoError::MasterKey("no master key".into()))?;
     let forms = FormSigner::new(&master.derive("form signing"));
     Ok((store, sealer, forms))
 }

@@ -66,6 +66,17 @@ enum Command {
     /// Upstream MCP servers of a workspace.
     #[command(subcommand)]
     Upstream(UpstreamCommand),
+    /// Keys: the master key everything at rest is sealed under.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new master key and re-seal everything under it (signing keys, upstream headers,
+    /// secrets and tokens). The earlier key stays readable (kept after the new one in the key
+    /// file); restart running servers afterwards so they seal under the new key.
+    RotateMaster,
 }
 
 #[derive(Subcommand)]
@@ -425,6 +436,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Keys(KeysCommand::RotateMaster) => rotate_master(&settings, &clock).await,
         Command::Client(cmd) => {
             let (store, _, _) = app::open(&settings).await?;
             client_command(&store, &clock, cmd).await
@@ -483,6 +495,32 @@ async fn client_command(store: &Store, clock: &dyn Clock, cmd: ClientCommand) ->
 }
 
 /// "3d ago", "5m ago": coarse, for listings.
+async fn rotate_master(settings: &Settings, clock: &dyn Clock) -> anyhow::Result<()> {
+    use gatehouse::crypto::aead::Sealer;
+    use gatehouse::crypto::master::MasterKey;
+    let (store, _, _) = app::open(settings).await?;
+    let (ring, _) = MasterKey::load_ring(settings.master_key.as_deref(), &settings.data_dir)?;
+    let new = MasterKey::generate()?;
+    let new_kid = new.kid().to_owned();
+    let mut new_ring = vec![new];
+    new_ring.extend(ring);
+    if settings.master_key.is_some() {
+        // Printed before anything is re-sealed, so it cannot be lost to a failure below.
+        let joined: Vec<String> = new_ring.iter().map(MasterKey::encoded).collect();
+        println!("set GATEHOUSE_MASTER_KEY to (new key first, then the earlier ones):\n{}", joined.join(","));
+    } else {
+        MasterKey::write_ring(&settings.data_dir, &new_ring)?;
+    }
+    let sealer = Sealer::with_ring(&new_ring)?;
+    let done = gatehouse::vault::rotate::reseal_all(&store, &sealer, clock.now()).await?;
+    println!(
+        "master key rotated to {new_kid}: re-sealed {} signing keys, {} upstream header sets, {} upstream secrets, \
+         {} upstream tokens, {} connections in progress; restart running servers",
+        done.signing_keys, done.upstream_headers, done.upstream_secrets, done.upstream_tokens, done.connect_states
+    );
+    Ok(())
+}
+
 fn unreachable_connect() -> anyhow::Result<()> {
     anyhow::bail!("upstream connect is handled before the database is opened")
 }

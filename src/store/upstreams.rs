@@ -72,4 +72,11 @@ impl Store {
         .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
+
+    /// Replaces the sealed headers of one upstream (master key rotation).
+    pub async fn reseal_upstream_headers(&self, id: &str, headers: &[u8]) -> StoreResult<()> {
+        with_pool!(self.pool(), p => sqlx::query("UPDATE upstreams SET headers = $1 WHERE id = $2")
+            .bind(headers).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
 }

@@ -197,18 +197,22 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the sealed columns of one token row (master key rotation); false if it is gone.
+    /// Replaces the sealed columns of one token row (master key rotation), unless the row
+    /// changed since `seen` (its sealed access token) was read: a refresh meanwhile wins, and
+    /// its envelope is still readable under the earlier key. False if not replaced.
     pub async fn reseal_upstream_token(
         &self,
         upstream_id: &str,
         owner: &str,
+        seen: &[u8],
         access_token: &[u8],
         refresh_token: Option<&[u8]>,
     ) -> StoreResult<bool> {
         let done = with_pool!(self.pool(), p => sqlx::query(
-            "UPDATE upstream_tokens SET access_token = $1, refresh_token = $2 WHERE upstream_id = $3 AND owner = $4",
+            "UPDATE upstream_tokens SET access_token = $1, refresh_token = $2
+             WHERE upstream_id = $3 AND owner = $4 AND access_token = $5",
         )
-        .bind(access_token).bind(refresh_token).bind(upstream_id).bind(owner)
+        .bind(access_token).bind(refresh_token).bind(upstream_id).bind(owner).bind(seen)
         .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
@@ -282,6 +286,18 @@ impl Store {
         let sql = concat!("SELECT ", state_columns!(), " FROM upstream_oauth_states WHERE state_hash = $1");
         Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, OAuthStateRow>(sql)
             .bind(state_hash).fetch_optional(p).await)?)
+    }
+
+    /// Every state not yet expired (master key rotation).
+    pub async fn live_upstream_oauth_states(&self, now: i64) -> StoreResult<Vec<OAuthStateRow>> {
+        let sql = concat!("SELECT ", state_columns!(), " FROM upstream_oauth_states WHERE expires_at > $1");
+        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, OAuthStateRow>(sql).bind(now).fetch_all(p).await)?)
+    }
+
+    pub async fn reseal_upstream_oauth_state(&self, state_hash: &str, verifier: &[u8]) -> StoreResult<()> {
+        with_pool!(self.pool(), p => sqlx::query("UPDATE upstream_oauth_states SET verifier = $1 WHERE state_hash = $2")
+            .bind(verifier).bind(state_hash).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     /// Deletes states expired more than a day ago (kept that long to name a replay as such).

@@ -19,6 +19,7 @@ pub mod credential;
 pub mod document;
 pub mod headless;
 pub mod mcp_oauth;
+pub mod rotate;
 pub mod schedule;
 pub mod token_endpoint;
 pub mod tokens;

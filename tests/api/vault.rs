@@ -190,6 +190,8 @@ both_backends!(person_tokens_serve_only_their_owner_and_refresh_before_expiry, |
     let first = upstream_tokens(&upstream, "alice-upstream@example.com", &client).await;
     let first_refresh = first.refresh_token.clone().unwrap();
     app.state.vault.store_tokens(&upstream_id, Owner::Person(&alice.id), &first, None).await.unwrap();
+    let dumped = dump(&app).await;
+    assert!(!dumped.contains(&first.access_token) && !dumped.contains(&first_refresh), "a person's tokens are sealed");
     let upstream_alice = upstream.state.store.user_by_email("alice-upstream@example.com").await.unwrap().unwrap();
     let who = whoami(&app, &alice_at).await;
     assert!(who.to_string().contains(&upstream_alice.id), "alice acts as her upstream account: {who}");
@@ -425,4 +427,86 @@ both_backends!(clients_with_url_elicitation_are_sent_to_the_connect_page, |app: 
     assert_eq!(elicitation["mode"], "url");
     assert_eq!(elicitation["url"], format!("{}/w/default/upstreams/up/connect", app.url));
     assert!(!elicitation["elicitationId"].as_str().unwrap().is_empty());
+});
+
+both_backends!(rotating_the_master_key_reseals_everything_and_loses_nothing, |app: TestApp| async move {
+    use gatehouse::crypto::aead::Sealer;
+    use gatehouse::crypto::master::MasterKey;
+    let upstream = TestApp::spawn(Backend::Sqlite).await;
+    let (client_id, secret) = gatehouse::oauth::register::create_machine_client(
+        &upstream.state.store,
+        upstream.clock.as_ref(),
+        "default",
+        "gateway",
+        "mcp:read mcp:tools",
+    )
+    .await
+    .unwrap();
+    let store = &app.state.store;
+    let (ws_id, upstream_id) = add_upstream(&app, &upstream).await;
+    let credential = OAuthCredential {
+        grant: GrantKind::ClientCredentials,
+        issuer: None,
+        authorization_endpoint: None,
+        token_endpoint: format!("{}/token", upstream.url),
+        client_id: client_id.clone(),
+        client_secret: Some(secret.clone()),
+        private_key: None,
+        auth_method: AuthMethod::ClientSecretBasic,
+        scope: Some("mcp:read mcp:tools".into()),
+        resource: Some(upstream.mcp_url("default")),
+        audience: None,
+    };
+    app.state.vault.set_credential(&upstream_id, &credential).await.unwrap();
+    let held = app.state.vault.access_token(&upstream_id, Owner::Workspace, None).await.unwrap();
+    let headers = UpstreamSpec::Http {
+        url: "https://api.example.com/mcp".into(),
+        headers: vec![("Authorization".into(), "Bearer sk-header-secret".into())],
+    };
+    registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws_id, "hdr", &headers).await.unwrap();
+
+    let data_dir = app.state.settings.data_dir.clone();
+    let (old_ring, _) = MasterKey::load_ring(None, &data_dir).unwrap();
+    let old = MasterKey::parse(&old_ring[0].encoded()).unwrap();
+    let new = MasterKey::generate().unwrap();
+    let ring = vec![MasterKey::parse(&new.encoded()).unwrap(), MasterKey::parse(&old.encoded()).unwrap()];
+    let both = Sealer::with_ring(&ring).unwrap();
+    let done = gatehouse::vault::rotate::reseal_all(store, &both, app.clock.now_secs()).await.unwrap();
+    assert!(done.signing_keys >= 1 && done.upstream_headers == 1 && done.upstream_secrets == 1, "{done:?}");
+    assert_eq!(done.upstream_tokens, 1);
+
+    // Every envelope now names the new key...
+    let kid = new.kid();
+    for key in store.all_signing_keys().await.unwrap() {
+        assert_eq!(Sealer::envelope_kid(&key.private_key), Some(kid));
+    }
+    for row in store.all_upstreams().await.unwrap().iter().filter_map(|u| u.headers.clone()) {
+        assert_eq!(Sealer::envelope_kid(&row), Some(kid));
+    }
+    for row in store.all_upstream_tokens().await.unwrap() {
+        assert_eq!(Sealer::envelope_kid(&row.access_token), Some(kid));
+    }
+    // ...and the new key alone opens every credential, which still works.
+    let only_new = Arc::new(Sealer::new(&new).unwrap());
+    let vault = gatehouse::vault::Vault::new(store.clone(), only_new.clone(), app.state.clock.clone()).unwrap();
+    assert_eq!(vault.credential(&upstream_id).await.unwrap().unwrap().client_secret.as_deref(), Some(secret.as_str()));
+    assert_eq!(vault.access_token(&upstream_id, Owner::Workspace, None).await.unwrap().token, held.token);
+    vault.disconnect(&upstream_id, Owner::Workspace).await.unwrap();
+    let fresh = vault.access_token(&upstream_id, Owner::Workspace, None).await.unwrap();
+    assert_ne!(fresh.token, held.token, "the re-sealed client secret still signs in to the upstream");
+    let listed = registry::list(store, &only_new, &ws_id).await.unwrap();
+    assert!(listed.iter().any(|u| u.spec == headers), "headers open under the new key");
+    let keys = gatehouse::crypto::signing::KeyRing::load_or_create(
+        store,
+        &only_new,
+        app.state.settings.signing_alg,
+        app.clock.now_secs(),
+    )
+    .await
+    .unwrap();
+    drop(keys);
+    assert_eq!(store.all_signing_keys().await.unwrap().len(), done.signing_keys, "no signing key was replaced");
+    // The old key alone no longer opens anything re-sealed.
+    let only_old = Sealer::new(&old).unwrap();
+    assert!(registry::list(store, &only_old, &ws_id).await.is_err());
 });
