@@ -101,6 +101,21 @@ both_backends!(a_person_connects_their_upstream_account, |app: TestApp| async mo
     assert!(!status.needs_reconnect);
     assert_eq!(app.count_rows("audit_events WHERE kind = 'upstream_account_connected'").await, 1);
 
+    // The owners' page of the upstream says how it signs in and links to the Connect page.
+    let store = &app.state.store;
+    let owner = gatehouse::identity::create_user(store, app.clock.as_ref(), "owner@example.com", PASSWORD, false)
+        .await
+        .unwrap();
+    let ws = store.workspace_by_slug("default").await.unwrap().unwrap();
+    gatehouse::workspace::add_member(store, app.clock.as_ref(), &ws.id, &owner.id, gatehouse::workspace::Role::Owner)
+        .await
+        .unwrap();
+    let owners = Browser::new(&app);
+    owners.login("owner@example.com", PASSWORD).await;
+    let page = owners.get(&format!("{}/w/default/upstreams/up", app.url)).await.text().await.unwrap();
+    assert!(page.contains("OAuth, each person connects their account"), "{page}");
+    assert!(page.contains("href=\"/w/default/upstreams/up/connect\""), "{page}");
+
     // The same callback again is a replay: refused, and nothing changes.
     let replay = browser.get(&callback).await;
     assert_eq!(replay.status(), 400);
