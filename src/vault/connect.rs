@@ -30,6 +30,8 @@ pub enum ConnectError {
     Refused(String),
     #[error("this upstream is not set up for people to connect their accounts")]
     NotConnectable,
+    #[error("the upstream's sign-in could not be discovered: {0}")]
+    Discovery(String),
     #[error(transparent)]
     Vault(#[from] VaultError),
 }
@@ -72,6 +74,41 @@ fn discovered_from(credential: &super::OAuthCredential) -> Discovered {
             grant_types_supported: None,
         },
     }
+}
+
+/// For an HTTP upstream with no sign-in settings that answers 401: MCP-native discovery and
+/// registration (Gatehouse's Client ID Metadata Document when our public URL is https and the
+/// server supports it, else DCR), kept as the upstream's per-person sign-in settings.
+/// `Ok(false)` when the upstream wants no token.
+pub async fn discover_sign_in(
+    vault: &Vault,
+    upstream_id: &str,
+    upstream_url: &str,
+    public_url: &str,
+    loopback_hosts: Vec<String>,
+) -> Result<bool, ConnectError> {
+    let http = mcp_oauth::guard::GuardedHttp::new(loopback_hosts).map_err(ConnectError::Discovery)?;
+    let Some(header) = http.challenge_of(upstream_url).await.map_err(ConnectError::Discovery)? else {
+        return Ok(false);
+    };
+    let challenge = mcp_oauth::challenge::parse(&header);
+    let mcp_url = Url::parse(upstream_url).map_err(|e| ConnectError::Discovery(e.to_string()))?;
+    let discovered = mcp_oauth::discovery::discover(&http, &mcp_url, challenge.resource_metadata.as_deref())
+        .await
+        .map_err(ConnectError::Discovery)?;
+    let base = public_url.trim_end_matches('/');
+    let identity = mcp_oauth::ClientIdentity {
+        client_name: "Gatehouse".into(),
+        redirect_uri: callback_url(public_url),
+        metadata_url: base.starts_with("https://").then(|| format!("{base}{}", super::CLIENT_DOCUMENT_PATH)),
+    };
+    let registration = mcp_oauth::register(&http, &discovered, &identity, None, GrantKind::AuthorizationCode)
+        .await
+        .map_err(ConnectError::Discovery)?;
+    let scope = mcp_oauth::choose_scope(&discovered, challenge.scope.as_deref(), None);
+    let credential = mcp_oauth::credential_for(&discovered, &registration, GrantKind::AuthorizationCode, scope);
+    vault.set_credential(upstream_id, &credential).await?;
+    Ok(true)
 }
 
 /// Starts a connection for `user_id` in the browser session `session_hash`; returns the

@@ -84,15 +84,21 @@ pub async fn connect_start(
 ) -> Result<Response, Reject> {
     let viewer = Viewer::load_for_post(&state, &headers, &form, &slug).await?;
     let id = upstream_id(&state, &viewer, &name).await?;
-    let started = connect::begin(
-        &state.vault,
-        &state.store,
-        &id,
-        &viewer.user().id,
-        &viewer.person.session_hash,
-        &state.settings.public_url,
-    )
-    .await;
+    let discovered = discover_if_needed(&state, &viewer, &id).await;
+    let started = match discovered {
+        Err(error) => Err(error),
+        Ok(()) => {
+            connect::begin(
+                &state.vault,
+                &state.store,
+                &id,
+                &viewer.user().id,
+                &viewer.person.session_hash,
+                &state.settings.public_url,
+            )
+            .await
+        }
+    };
     match started {
         Ok(url) => Ok(Redirect::to(&url).into_response()),
         Err(error) => {
@@ -102,6 +108,24 @@ pub async fn connect_start(
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(res)
         }
+    }
+}
+
+/// An HTTP upstream without sign-in settings may still want a token (it answers 401): then
+/// its sign-in is discovered and registered the MCP way, once, by whoever connects first.
+async fn discover_if_needed(state: &AppState, viewer: &Viewer, upstream_id: &str) -> Result<(), ConnectError> {
+    if state.vault.credential(upstream_id).await?.is_some() {
+        return Ok(());
+    }
+    let Some(row) = state.store.upstream_by_id(upstream_id).await?.filter(|row| row.workspace_id == viewer.ws.id)
+    else {
+        return Err(ConnectError::NotConnectable);
+    };
+    let Some(url) = row.url.filter(|_| row.kind == "http") else { return Err(ConnectError::NotConnectable) };
+    let loopback = state.settings.cimd.allow_loopback_hosts.clone();
+    match connect::discover_sign_in(&state.vault, upstream_id, &url, &state.settings.public_url, loopback).await? {
+        true => Ok(()),
+        false => Err(ConnectError::NotConnectable),
     }
 }
 
@@ -143,6 +167,7 @@ pub async fn callback(
             | ConnectError::OtherBrowser
             | ConnectError::Refused(_)
             | ConnectError::NotConnectable
+            | ConnectError::Discovery(_)
             | ConnectError::Vault(_) => StatusCode::BAD_REQUEST,
         };
         Reject::Page(PageError::new(status, "The account was not connected", error.to_string()))

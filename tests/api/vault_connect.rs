@@ -192,3 +192,37 @@ both_backends!(connect_is_refused_for_upstreams_without_per_person_sign_in, |app
     assert_eq!(res.status(), 403);
     assert_eq!(app.count_rows("upstream_oauth_states").await, 0);
 });
+
+both_backends!(
+    an_upstream_that_answers_401_is_discovered_and_registered_on_connect,
+    settings = |s: &mut gatehouse::config::Settings| s.cimd.allow_loopback_hosts = vec!["127.0.0.1".into()],
+    |app: TestApp| async move {
+        // No sign-in settings at all: only the upstream's 401 says what it wants.
+        let upstream = TestApp::spawn(Backend::Sqlite).await;
+        upstream.member("alice-upstream@example.com", "default").await;
+        let store = &app.state.store;
+        let ws = store.workspace_by_slug("default").await.unwrap().unwrap();
+        let spec = UpstreamSpec::Http { url: upstream.mcp_url("default"), headers: vec![] };
+        let row = registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws.id, "up", &spec).await.unwrap();
+        let (browser, alice_id) = alice(&app).await;
+        let setup = Setup { upstream, upstream_id: row.id.clone() };
+        let authorize = press_connect(&app, &browser).await;
+        assert!(authorize.starts_with(&format!("{}/authorize?", setup.upstream.url)), "{authorize}");
+        assert_eq!(query_param(&authorize, "resource"), Some(setup.upstream.mcp_url("default")));
+        let scope = query_param(&authorize, "scope");
+        assert_eq!(
+            scope.as_deref(),
+            Some("mcp:read mcp:tools offline_access"),
+            "the challenge, plus offline_access the server offers"
+        );
+        let credential = app.state.vault.credential(&row.id).await.unwrap().unwrap();
+        assert_eq!(credential.grant, GrantKind::AuthorizationCode);
+        assert_eq!(credential.token_endpoint, format!("{}/token", setup.upstream.url));
+        let registered = setup.upstream.state.store.client_by_id(&credential.client_id).await.unwrap();
+        assert!(registered.is_some(), "registered at the upstream by DCR");
+        let callback = approve_upstream(&setup, &authorize).await;
+        assert_eq!(browser.get(&callback).await.status(), 303);
+        let status = app.state.vault.status(&row.id, Owner::Person(&alice_id)).await.unwrap().unwrap();
+        assert!(!status.needs_reconnect);
+    }
+);

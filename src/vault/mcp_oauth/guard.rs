@@ -101,6 +101,34 @@ impl GuardedHttp {
         read_json(res).await
     }
 
+    /// Sends an unauthenticated MCP `initialize` to `url`; returns its `WWW-Authenticate`
+    /// when it answers 401 (the server wants a token), else `None`.
+    pub async fn challenge_of(&self, url: &str) -> Result<Option<String>, String> {
+        let parsed = self.check(url)?;
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "gatehouse", "version": env!("CARGO_PKG_VERSION")}}});
+        let res = self
+            .client
+            .post(parsed)
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(describe)?;
+        if res.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(None);
+        }
+        Ok(Some(
+            res.headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    }
+
     /// GETs `url` without following its redirect; returns the status and `Location`.
     pub async fn get_redirect(&self, url: &str) -> Result<(u16, Option<String>), String> {
         let parsed = self.check(url)?;
