@@ -48,6 +48,10 @@ pub struct AppState {
     pub client_documents: Arc<oauth::cimd::MetadataDocuments>,
     /// Upstream credentials: sign-in settings and the tokens held for them.
     pub vault: Arc<crate::vault::Vault>,
+    /// Validators of the external issuers workspaces trust (keys cached per issuer).
+    pub external_issuers: Arc<resource::external::ExternalIssuers>,
+    /// The organisation's identity providers (OpenID Connect sign-in).
+    pub oidc: Arc<identity::oidc::OidcProviders>,
     /// Cancelled at shutdown: ends open MCP streams so the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -70,6 +74,8 @@ pub enum StartError {
     ClientDocuments(#[from] oauth::cimd::fetch::FetcherError),
     #[error("credential vault: {0}")]
     Vault(#[from] crate::vault::VaultError),
+    #[error("cannot build the HTTP client for identity providers: {0}")]
+    IdentityProviders(String),
 }
 
 /// What the first start on an empty database created, to be printed once.
@@ -111,6 +117,8 @@ impl AppState {
         let client_documents = Arc::new(oauth::cimd::MetadataDocuments::new(&settings.cimd)?);
         let sealer = Arc::new(sealer);
         let vault = Arc::new(crate::vault::Vault::new(store.clone(), sealer.clone(), clock.clone())?);
+        let (settings_external, clock_for_issuers) = (settings.external_issuer, clock.clone());
+        let oidc = Arc::new(identity::oidc::OidcProviders::new(&settings.oidc).map_err(StartError::IdentityProviders)?);
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -124,6 +132,8 @@ impl AppState {
             upstream_health: Arc::new(web::health::HealthBoard::default()),
             client_documents,
             vault,
+            external_issuers: Arc::new(resource::external::ExternalIssuers::new(settings_external, clock_for_issuers)),
+            oidc,
             shutdown,
         };
         Ok((state, first_run))
@@ -203,6 +213,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::home::home))
         .route("/login", get(identity::login::login_page).post(identity::login::login_submit))
         .route("/logout", post(identity::login::logout))
+        .route("/login/oidc/{id}", get(identity::oidc::flow::start))
+        .route("/login/oidc/{id}/callback", get(identity::oidc::flow::callback))
         .route("/authorize", get(oauth::authorize::authorize))
         .route("/authorize/consent", post(oauth::authorize::consent))
         .merge(web::routes())
@@ -251,6 +263,7 @@ pub struct Swept {
     pub sessions: u64,
     pub refresh_tokens: u64,
     pub unused_clients: u64,
+    pub oidc_login_states: u64,
 }
 
 /// Deletes what has expired: codes, sessions, refresh tokens, and client registrations never
@@ -268,6 +281,7 @@ pub async fn housekeeping(state: &AppState) -> Result<Swept, crate::store::Store
         sessions: store.purge_sessions(now).await?,
         refresh_tokens: store.purge_refresh_tokens(now).await?,
         unused_clients,
+        oidc_login_states: store.purge_oidc_login_states(now).await?,
     })
 }
 

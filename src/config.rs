@@ -11,7 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::signing::SigningAlg;
 
 mod cimd;
+mod oidc;
 pub use cimd::{CimdSettings, HostList, HostPattern};
+pub use oidc::{
+    ClientSecret, GroupRole, OidcProvider, OidcSettings, RawGroupRole, RawOidcProvider, check_provider_url,
+    is_loopback_host,
+};
 
 pub const DEFAULT_CONFIG_FILE: &str = "gatehouse.toml";
 
@@ -47,6 +52,16 @@ pub struct RawSettings {
     pub registration_initial_token: Option<String>,
     /// Registered clients never used within this long are deleted (`never` keeps them).
     pub unused_client_ttl: String,
+    /// Local testing only: workspaces may trust `http://` issuers on loopback.
+    pub external_issuer_allow_http_loopback: bool,
+    /// At most one JWKS refetch per this long, per trusted issuer, for unknown key ids.
+    pub external_jwks_min_refetch: String,
+    /// Local email-and-password sign-in (off: only the identity providers sign people in).
+    pub password_login: bool,
+    /// Local testing only: identity providers on loopback hosts over plain http.
+    pub oidc_allow_loopback_issuers: bool,
+    /// The organisation's OpenID Connect identity providers.
+    pub oidc_providers: Vec<RawOidcProvider>,
 }
 
 impl Default for RawSettings {
@@ -73,6 +88,11 @@ impl Default for RawSettings {
             cimd_fetch_timeout: "5s".into(),
             registration_initial_token: None,
             unused_client_ttl: "7d".into(),
+            external_issuer_allow_http_loopback: false,
+            external_jwks_min_refetch: "10s".into(),
+            password_login: true,
+            oidc_allow_loopback_issuers: false,
+            oidc_providers: Vec::new(),
         }
     }
 }
@@ -108,6 +128,16 @@ pub struct Settings {
     pub registration_initial_token: Option<String>,
     /// Seconds after which a registration never used is deleted; `None`: never.
     pub unused_client_ttl: Option<i64>,
+    pub password_login: bool,
+    pub oidc: OidcSettings,
+    pub external_issuer: ExternalIssuerSettings,
+}
+
+/// How workspaces that trust an external authorization server reach it.
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalIssuerSettings {
+    pub allow_http_loopback: bool,
+    pub jwks_min_refetch: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -121,6 +151,8 @@ impl std::fmt::Debug for Settings {
             .field("signing_alg", &self.signing_alg)
             .field("cimd", &self.cimd)
             .field("registration_initial_token", &self.registration_initial_token.as_ref().map(|_| "<set>"))
+            .field("password_login", &self.password_login)
+            .field("oidc", &self.oidc)
             .finish_non_exhaustive()
     }
 }
@@ -197,6 +229,13 @@ impl Settings {
             return Err(bad("registrations_per_minute", "must be at least 1".into()));
         }
         let cimd = cimd::check_cimd(&raw, listen, &bad)?;
+        let oidc = oidc::check_oidc(&raw, listen, &bad)?;
+        if !raw.password_login && oidc.providers.is_empty() {
+            return Err(bad(
+                "password_login",
+                "cannot be off without an identity provider in `oidc_providers`: nobody could sign in".into(),
+            ));
+        }
         let registration_initial_token = match raw.registration_initial_token.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(t) if t.len() < 16 => {
@@ -217,6 +256,13 @@ impl Settings {
                 Some(ttl)
             }
         };
+        let jwks_min_refetch =
+            parse_duration(&raw.external_jwks_min_refetch).map_err(|why| bad("external_jwks_min_refetch", why))?;
+        if !(1..=3_600).contains(&jwks_min_refetch) {
+            return Err(bad("external_jwks_min_refetch", "must be between 1s and 1h".into()));
+        }
+        let external_issuer =
+            ExternalIssuerSettings { allow_http_loopback: raw.external_issuer_allow_http_loopback, jwks_min_refetch };
         if let Some(url) = &raw.database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|p| url.starts_with(p)) {
@@ -240,6 +286,9 @@ impl Settings {
             cimd,
             registration_initial_token,
             unused_client_ttl,
+            external_issuer,
+            password_login: raw.password_login,
+            oidc,
         })
     }
 

@@ -12,6 +12,7 @@ use gatehouse::config::{FlagSettings, Settings, parse_duration};
 use gatehouse::gateway::registry;
 use gatehouse::gateway::upstream::UpstreamSpec;
 use gatehouse::oauth::preregistered;
+use gatehouse::resource::external::{self, TrustRequest};
 use gatehouse::store::Store;
 use gatehouse::workspace::{self, Role};
 use gatehouse::{identity, oauth};
@@ -208,6 +209,34 @@ enum WorkspaceCommand {
     /// Manage members.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Trust an external authorization server (Auth0, Okta, Keycloak, Entra…) for this
+    /// workspace instead of the built-in one: its MCP endpoint then accepts that issuer's
+    /// tokens and this server issues none for it (machine tokens keep working).
+    Trust {
+        slug: String,
+        /// The issuer, exactly as its tokens' `iss` (https).
+        #[arg(long)]
+        issuer: String,
+        /// Accept this `aud` instead of the workspace MCP URL (for providers without RFC 8707
+        /// resource indicators: an Auth0 API identifier, an Entra application ID URI).
+        #[arg(long)]
+        audience: Option<String>,
+        /// `provider-scope=workspace-scope [workspace-scope…]`, repeatable. Without any, the
+        /// token's `scope`/`scp` values are taken as workspace scopes.
+        #[arg(long = "scope-map")]
+        scope_map: Vec<String>,
+        /// For opaque tokens: this gateway's client id at the issuer for RFC 7662 introspection.
+        #[arg(long)]
+        introspection_client_id: Option<String>,
+        /// Read the introspection client secret from the first line of standard input.
+        #[arg(long, requires = "introspection_client_id")]
+        introspection_secret_stdin: bool,
+        /// Introspection endpoint, if the discovery document names none.
+        #[arg(long, requires = "introspection_client_id")]
+        introspection_endpoint: Option<String>,
+    },
+    /// Go back to the built-in authorization server.
+    Untrust { slug: String },
 }
 
 #[derive(Subcommand)]
@@ -343,7 +372,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Workspace(cmd) => {
-            let (store, _, _) = app::open(&settings).await?;
+            let (store, sealer, _) = app::open(&settings).await?;
             match cmd {
                 WorkspaceCommand::Add { slug, name } => {
                     let ws = workspace::create(&store, &clock, &slug, name.as_deref()).await?;
@@ -358,6 +387,43 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     let user = find_user(&store, &email).await?;
                     workspace::add_member(&store, &clock, &ws.id, &user.id, role).await?;
                     println!("{} is now {} of {}", user.email, role.as_str(), ws.slug);
+                }
+                WorkspaceCommand::Trust {
+                    slug,
+                    issuer,
+                    audience,
+                    scope_map,
+                    introspection_client_id,
+                    introspection_secret_stdin,
+                    introspection_endpoint,
+                } => {
+                    let ws = find_workspace(&store, &slug).await?;
+                    let introspection_secret =
+                        if introspection_secret_stdin { Some(password_from(true)?.0) } else { None };
+                    let request = TrustRequest {
+                        issuer,
+                        audience,
+                        scope_map,
+                        introspection_client_id,
+                        introspection_secret,
+                        introspection_endpoint,
+                    };
+                    let row = external::trust(&store, &sealer, &settings, clock.now(), &ws, request).await?;
+                    println!(
+                        "workspace {} now trusts {} (audience {}); MCP URL: {}",
+                        ws.slug,
+                        row.issuer,
+                        row.audience.as_deref().unwrap_or("= the MCP URL"),
+                        workspace::mcp_url(&settings.public_url, &ws.slug)
+                    );
+                }
+                WorkspaceCommand::Untrust { slug } => {
+                    let ws = find_workspace(&store, &slug).await?;
+                    if store.delete_workspace_issuer(&ws.id).await? {
+                        println!("workspace {} is back on this server's own authorization server", ws.slug);
+                    } else {
+                        println!("workspace {} already uses this server's own authorization server", ws.slug);
+                    }
                 }
             }
             Ok(())
@@ -515,8 +581,13 @@ async fn rotate_master(settings: &Settings, clock: &dyn Clock) -> anyhow::Result
     let done = gatehouse::vault::rotate::reseal_all(&store, &sealer, clock.now()).await?;
     println!(
         "master key rotated to {new_kid}: re-sealed {} signing keys, {} upstream header sets, {} upstream secrets, \
-         {} upstream tokens, {} connections in progress; restart running servers",
-        done.signing_keys, done.upstream_headers, done.upstream_secrets, done.upstream_tokens, done.connect_states
+         {} upstream tokens, {} connections in progress, {} introspection secrets; restart running servers",
+        done.signing_keys,
+        done.upstream_headers,
+        done.upstream_secrets,
+        done.upstream_tokens,
+        done.connect_states,
+        done.issuer_secrets
     );
     Ok(())
 }

@@ -2,8 +2,6 @@
 //! token (audience, revocation) and the scope each JSON-RPC method needs, then hands the
 //! request, with the caller's identity but without their token, to the workspace's server.
 
-use std::collections::BTreeSet;
-
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -15,11 +13,11 @@ use super::demo::Caller;
 use super::registry;
 use super::sessions::Binding;
 use crate::app::AppState;
-use crate::oauth::scope::{DEFAULT_SCOPE, ScopeSet};
+use crate::oauth::scope::DEFAULT_SCOPE;
 use crate::resource::challenge::{ChallengeContext, Refusal};
 use crate::resource::metadata::metadata_url;
-use crate::resource::required::{covers, scope_for_method};
-use crate::resource::{Principal, authenticate, origin};
+use crate::resource::{authenticate, origin};
+use mcp_resource_guard::scopes::MethodScopes;
 
 /// Largest JSON-RPC message accepted from a client.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -92,22 +90,22 @@ struct Admitted {
 /// Runs every check on a request to the MCP endpoint.
 async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, Refusal> {
     origin::check(req.headers(), &state.settings.public_url)?;
-    let ws = state
+    let (ws, trusted) = state
         .store
-        .workspace_by_slug(slug)
+        .workspace_and_issuer_by_slug(slug)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "workspace lookup failed");
             Refusal::InvalidToken("the token could not be checked; retry".into())
         })?
-        .ok_or(Refusal::UnknownWorkspace)?;
+        .ok_or_else(|| Refusal::NotFound(crate::resource::bearer::NO_SUCH_WORKSPACE.into()))?;
     let (mut parts, body) = req.into_parts();
-    let principal = authenticate(state, &parts.headers, parts.uri.query(), &ws).await?;
+    let principal = authenticate(state, &parts.headers, parts.uri.query(), &ws, trusted.as_ref()).await?;
     let (body, opens_session) = if parts.method == Method::POST {
         let bytes = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
             .await
             .map_err(|_| Refusal::BadRequest(format!("JSON-RPC messages are limited to {MAX_MESSAGE_BYTES} bytes")))?;
-        check_scopes(&principal, &bytes)?;
+        MethodScopes::default().check_message(principal.scope.iter(), &bytes)?;
         let opens_session = is_legacy_initialize(&bytes);
         (Body::from(bytes), opens_session)
     } else {
@@ -131,35 +129,6 @@ fn is_legacy_initialize(body: &Bytes) -> bool {
     serde_json::from_slice::<Value>(body).is_ok_and(|message| {
         message.get("method").and_then(Value::as_str) == Some("initialize")
             && message.get("params").and_then(|params| params.get("protocolVersion")).is_some()
-    })
-}
-
-/// Every method in the message (one request or a batch) must be covered by the token's
-/// scope; the challenge names all scopes needed plus those already granted, so a client
-/// that re-authorizes with exactly that set loses nothing.
-fn check_scopes(principal: &Principal, body: &Bytes) -> Result<(), Refusal> {
-    let Ok(message) = serde_json::from_slice::<Value>(body) else {
-        return Ok(()); // not JSON: the MCP server answers with a JSON-RPC parse error
-    };
-    let messages = match &message {
-        Value::Array(items) => items.iter().collect::<Vec<_>>(),
-        single => vec![single],
-    };
-    let missing: BTreeSet<&str> = messages
-        .iter()
-        .filter_map(|m| m.get("method").and_then(Value::as_str))
-        .filter_map(scope_for_method)
-        .filter(|needed| !covers(&principal.scope, needed))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let mut wanted: BTreeSet<String> = principal.scope.iter().map(str::to_owned).collect();
-    wanted.extend(missing.iter().map(|s| (*s).to_owned()));
-    let scope = wanted.into_iter().collect::<Vec<_>>().join(" ");
-    Err(Refusal::InsufficientScope {
-        description: format!("this operation needs {}", missing.into_iter().collect::<Vec<_>>().join(" ")),
-        scope: ScopeSet::from_stored(&scope).to_scope_string(),
     })
 }
 

@@ -14,7 +14,7 @@ use crate::crypto::{SecretKind, hash_secret, new_secret};
 use crate::oauth::params::FormParams;
 use crate::web::PageError;
 use crate::web::csrf::double_submit_ok;
-use crate::web::pages::{LoginPage, render};
+use crate::web::pages::{LoginPage, ProviderButton, render};
 use crate::web::viewer::csrf_ok;
 
 #[derive(Deserialize)]
@@ -59,6 +59,16 @@ pub(crate) fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = 
     res
 }
 
+/// A "Continue with ..." button per identity provider, carrying where to go afterwards.
+fn provider_buttons(state: &AppState, next: &str) -> Vec<ProviderButton> {
+    let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    state
+        .oidc
+        .buttons()
+        .map(|(id, name)| ProviderButton { name: name.to_owned(), href: format!("/login/oidc/{id}?next={next}") })
+        .collect()
+}
+
 pub async fn login_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -69,7 +79,15 @@ pub async fn login_page(
         return Ok(Redirect::to(next).into_response());
     }
     let (token, set) = csrf_token(&state, &headers)?;
-    let page = LoginPage { csrf: &token, next, email: "", error: None, providers: &[] };
+    let providers = provider_buttons(&state, next);
+    let page = LoginPage {
+        csrf: &token,
+        next,
+        email: "",
+        error: None,
+        providers: &providers,
+        password_login: state.settings.password_login,
+    };
     Ok(with_cookies(render(&page), set))
 }
 
@@ -79,6 +97,13 @@ pub async fn login_submit(
     headers: HeaderMap,
     FormParams(form): FormParams,
 ) -> Result<Response, PageError> {
+    if !state.settings.password_login {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Passwords are switched off",
+            "Sign in with your organisation's identity provider on the sign-in page.",
+        ));
+    }
     let secure = state.settings.is_https();
     let cookie_token = read_cookie(&headers, csrf_cookie_name(secure));
     if !double_submit_ok(cookie_token.as_deref(), form.get("csrf")) {
@@ -110,12 +135,14 @@ pub async fn login_submit(
         let reason = if user.is_some() { "wrong password" } else { "no such account" };
         state.audit(Event::new(EventKind::SignInFailed, actor).source(peer.ip()).detail("reason", reason)).await;
         let token = cookie_token.unwrap_or_default();
+        let providers = provider_buttons(&state, &next);
         let page = LoginPage {
             csrf: &token,
             next: &next,
             email: &email,
             error: Some("Wrong email or password."),
-            providers: &[],
+            providers: &providers,
+            password_login: true,
         };
         let mut res = render(&page);
         *res.status_mut() = StatusCode::UNAUTHORIZED;

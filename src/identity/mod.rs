@@ -1,6 +1,7 @@
 //! People: accounts, passwords, browser sessions and the login page.
 
 pub mod login;
+pub mod oidc;
 pub mod password;
 pub mod session;
 pub mod throttle;

@@ -230,7 +230,10 @@ async fn resolve_workspace(state: &AppState, who: &SignedIn, slug: Option<&str>)
     let Some(slug) = slug else {
         let mut mine = state.store.workspaces_of_user(&who.user.id).await?;
         return match (mine.pop(), mine.is_empty()) {
-            (Some(only), true) => Ok(only),
+            (Some(only), true) => {
+                crate::resource::external::refuse_if_trusted(&state.store, &only).await?;
+                Ok(only)
+            }
             _ => Err(OAuthError::invalid_target(
                 "send resource=<workspace MCP URL>: you belong to several workspaces (or none)",
             )),
@@ -240,6 +243,7 @@ async fn resolve_workspace(state: &AppState, who: &SignedIn, slug: Option<&str>)
         || OAuthError::invalid_target(format!("you are not a member of a workspace `{slug}` on this server"));
     let ws = state.store.workspace_by_slug(slug).await?.ok_or_else(not_yours)?;
     state.store.membership(&ws.id, &who.user.id).await?.ok_or_else(not_yours)?;
+    crate::resource::external::refuse_if_trusted(&state.store, &ws).await?;
     Ok(ws)
 }
 

@@ -54,12 +54,15 @@ fn check_resource(state: &AppState, params: &Params, ws: &WorkspaceRow) -> Resul
     }
 }
 
+/// The workspace a token would be for; never one that trusts an external issuer.
 async fn workspace(state: &AppState, id: &str) -> Result<WorkspaceRow, OAuthError> {
-    state
+    let ws = state
         .store
         .workspace_by_id(id)
         .await?
-        .ok_or_else(|| OAuthError::invalid_grant("the workspace of this grant no longer exists"))
+        .ok_or_else(|| OAuthError::invalid_grant("the workspace of this grant no longer exists"))?;
+    crate::resource::external::refuse_if_trusted(&state.store, &ws).await?;
+    Ok(ws)
 }
 
 fn valid_verifier(v: &str) -> bool {

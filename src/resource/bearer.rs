@@ -1,21 +1,35 @@
 //! Bearer authentication at a workspace's MCP endpoint: our RFC 9068 JWTs (signature cached
-//! in memory, audience checked, grant checked so revocation is immediate) and machine tokens.
-//! Tokens in query strings are refused outright (they end up in logs and histories).
+//! in memory, audience checked, grant checked so revocation is immediate), machine tokens,
+//! and, for a workspace that trusts an external issuer, that issuer's tokens (checked by
+//! `mcp-resource-guard`). Tokens in query strings are refused outright (they end up in logs
+//! and histories).
 
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
+use mcp_resource_guard::bearer::bearer_token;
+use mcp_resource_guard::{GrantedScopes, TokenValidator, VerifiedToken};
 
 use super::challenge::Refusal;
+use super::external;
 use crate::app::AppState;
 use crate::crypto::signing::VerifyError;
 use crate::crypto::{SecretKind, hash_secret};
 use crate::oauth::scope::ScopeSet;
-use crate::store::WorkspaceRow;
+use crate::store::{WorkspaceIssuerRow, WorkspaceRow};
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    AccessToken { grant_id: Option<String>, jti: String },
-    MachineToken { id: String },
+    AccessToken {
+        grant_id: Option<String>,
+        jti: String,
+    },
+    MachineToken {
+        id: String,
+    },
+    /// A token of the external issuer the workspace trusts.
+    External {
+        issuer: String,
+    },
 }
 
 /// Who is calling, on whose behalf, with what rights. Passed to upstreams as identity,
@@ -30,28 +44,70 @@ pub struct Principal {
     pub credential: Credential,
 }
 
+pub const NO_SUCH_WORKSPACE: &str = "no such workspace: check the MCP URL (it looks like /t/<workspace>/mcp)";
+
+impl GrantedScopes for Principal {
+    fn granted_scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.iter()
+    }
+}
+
+/// The tokens one workspace accepts, as the guard crate's validator: machine tokens always;
+/// then either our own access tokens or, if the workspace trusts one, the external issuer's.
+pub struct WorkspaceTokens<'a> {
+    pub state: &'a AppState,
+    pub ws: &'a WorkspaceRow,
+    /// The external issuer the workspace trusts, if any.
+    pub trusted: Option<&'a WorkspaceIssuerRow>,
+}
+
+impl TokenValidator for WorkspaceTokens<'_> {
+    type Verified = Principal;
+
+    async fn validate(&self, token: &str) -> Result<Principal, Refusal> {
+        let (state, ws) = (self.state, self.ws);
+        if token.starts_with(SecretKind::MachineToken.prefix()) {
+            return machine_token(state, token, ws).await;
+        }
+        match self.trusted {
+            None => access_token(state, token, ws).await,
+            Some(row) => {
+                let validator = state.external_issuers.validator(state, ws, row)?;
+                let verified = validator.validate(token).await?;
+                Ok(external_principal(ws, verified))
+            }
+        }
+    }
+}
+
 /// Checks the request's bearer token for the workspace `ws`.
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
     ws: &WorkspaceRow,
+    trusted: Option<&WorkspaceIssuerRow>,
 ) -> Result<Principal, Refusal> {
-    if query.is_some_and(|q| q.split('&').any(|p| p.starts_with("access_token="))) {
-        return Err(Refusal::BadRequest("send the access token in the Authorization header, never in the URL".into()));
-    }
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(Refusal::NoToken);
-    };
-    let value = value.to_str().map_err(|_| Refusal::BadRequest("malformed Authorization header".into()))?;
-    let token = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
-        _ => return Err(Refusal::InvalidToken("use the Bearer scheme: Authorization: Bearer <token>".into())),
-    };
-    if token.starts_with(SecretKind::MachineToken.prefix()) {
-        machine_token(state, token, ws).await
-    } else {
-        access_token(state, token, ws).await
+    WorkspaceTokens { state, ws, trusted }.validate(bearer_token(headers, query)?).await
+}
+
+/// An external issuer's subject, under the workspace's scopes (other provider scopes such as
+/// `openid` are not this workspace's to grant).
+fn external_principal(ws: &WorkspaceRow, verified: VerifiedToken) -> Principal {
+    let scope = verified
+        .scopes
+        .iter()
+        .filter(|s| crate::oauth::scope::KNOWN_SCOPES.iter().any(|(k, _)| k == s))
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Principal {
+        subject: verified.subject,
+        client_id: verified.client_id.unwrap_or_else(|| external::UNNAMED_CLIENT.to_owned()),
+        workspace_id: ws.id.clone(),
+        workspace_slug: ws.slug.clone(),
+        scope: ScopeSet::from_stored(&scope),
+        credential: Credential::External { issuer: verified.issuer },
     }
 }
 

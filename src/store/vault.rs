@@ -306,3 +306,21 @@ impl Store {
             .bind(now - 86_400).execute(p).await.map(|r| r.rows_affected()))?)
     }
 }
+
+impl Store {
+    /// The sealed introspection secrets of workspaces that trust an external issuer
+    /// (workspace id, envelope), for master key rotation.
+    pub async fn sealed_introspection_secrets(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, (String, Vec<u8>)>(
+            "SELECT workspace_id, introspection_secret FROM workspace_issuers WHERE introspection_secret IS NOT NULL
+             ORDER BY workspace_id",
+        ).fetch_all(p).await)?)
+    }
+
+    pub async fn reseal_introspection_secret(&self, workspace_id: &str, sealed: &[u8]) -> StoreResult<()> {
+        with_pool!(self.pool(), p => sqlx::query(
+            "UPDATE workspace_issuers SET introspection_secret = $1 WHERE workspace_id = $2",
+        ).bind(sealed).bind(workspace_id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+}

@@ -1,6 +1,6 @@
 //! `gatehouse keys rotate-master`: everything sealed under the master key (signing keys,
 //! upstream headers, upstream client secrets and private keys, upstream tokens, Connect
-//! verifiers) is opened with the key ring and sealed again under the new current key. The
+//! verifiers, external issuers' introspection secrets) is opened with the key ring and sealed again under the new current key. The
 //! earlier key stays in the ring, so data a running node writes meanwhile under the old key
 //! stays readable; nothing is lost if the rotation stops half-way (run it again).
 
@@ -17,6 +17,8 @@ pub struct Resealed {
     pub upstream_secrets: usize,
     pub upstream_tokens: usize,
     pub connect_states: usize,
+    /// Introspection client secrets of workspaces that trust an external issuer.
+    pub issuer_secrets: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,11 @@ pub async fn reseal_all(store: &Store, sealer: &Sealer, now: i64) -> Result<Rese
         let sealed = reseal(sealer, &state.verifier, &slot("upstream_oauth_states", &state.state_hash, "verifier"))?;
         store.reseal_upstream_oauth_state(&state.state_hash, &sealed).await?;
         done.connect_states += 1;
+    }
+    for (workspace_id, secret) in store.sealed_introspection_secrets().await? {
+        let sealed = reseal(sealer, &secret, &slot("workspace_issuers", &workspace_id, "introspection_secret"))?;
+        store.reseal_introspection_secret(&workspace_id, &sealed).await?;
+        done.issuer_secrets += 1;
     }
     Ok(done)
 }

@@ -37,6 +37,8 @@ pub struct LoginPage<'a> {
     pub error: Option<&'a str>,
     /// Buttons for the organisation's identity providers, when configured.
     pub providers: &'a [ProviderButton],
+    /// Whether the email-and-password form is offered.
+    pub password_login: bool,
 }
 
 /// "Continue with ..." on the login page.

@@ -305,6 +305,7 @@ async fn migration_keeps_clients_and_their_foreign_keys(backend: Backend) {
         Backend::Sqlite => None,
         Backend::Postgres => Some(fresh_pg_database().await),
     };
+    let _database = database_url.as_deref().and_then(database_name).map(PgDatabase);
     let store = gatehouse::store::Store::connect(database_url.as_deref(), dir.path()).await.unwrap();
     let path = match backend {
         Backend::Sqlite => "migrations/sqlite",

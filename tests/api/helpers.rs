@@ -35,12 +35,14 @@ macro_rules! both_backends {
                 // Held here until the test ends: the body's `async move` captures only the
                 // fields it uses, so a directory left inside `app` would be deleted at once.
                 let _data_dir = app.data_dir.take();
+                let _database = app.pg_database.take();
                 ($body)(app).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 let mut app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
                 let _data_dir = app.data_dir.take();
+                let _database = app.pg_database.take();
                 ($body)(app).await;
             }
         }
@@ -54,12 +56,14 @@ macro_rules! both_backends {
             async fn sqlite() {
                 let mut app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Sqlite, $adjust).await;
                 let _data_dir = app.data_dir.take();
+                let _database = app.pg_database.take();
                 ($body)(app).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 let mut app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Postgres, $adjust).await;
                 let _data_dir = app.data_dir.take();
+                let _database = app.pg_database.take();
                 ($body)(app).await;
             }
         }
@@ -75,6 +79,33 @@ pub struct TestApp {
     pub backend: Backend,
     /// The data directory (SQLite file, master key); see `both_backends!` for who holds it.
     pub data_dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database made for this test, dropped when the guard is (like `data_dir`).
+    pub pg_database: Option<PgDatabase>,
+}
+
+/// Drops its test database when dropped, so a run leaves no databases behind (each is several
+/// megabytes, and a run makes hundreds). A test that aborts the process leaves its database to
+/// the sweep in [`fresh_pg_database`].
+pub struct PgDatabase(pub String);
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.0);
+        // Drop runs inside the test's runtime, which cannot block on a future: a short-lived
+        // thread with its own runtime does the one statement. WITH (FORCE) ends the server's
+        // pool connections, which outlive the test body.
+        let dropped = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
 }
 
 static PG_SWEEP: OnceCell<()> = OnceCell::const_new();
@@ -127,6 +158,12 @@ pub async fn fresh_pg_database() -> String {
     url.to_string()
 }
 
+/// The database a `fresh_pg_database` URL names.
+pub fn database_name(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    Some(url.path().trim_start_matches('/').to_owned()).filter(|name| name.starts_with("gh_test_"))
+}
+
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, |_| {}).await
@@ -140,6 +177,7 @@ impl TestApp {
             Backend::Sqlite => None,
             Backend::Postgres => Some(fresh_pg_database().await),
         };
+        let pg_database = database_url.as_deref().and_then(database_name).map(PgDatabase);
         let mut settings = Settings::defaults(dir.path().to_path_buf(), database_url).expect("settings");
         settings.listen = "127.0.0.1:0".parse().expect("addr");
         settings.registrations_per_minute = 1000;
@@ -154,6 +192,7 @@ impl TestApp {
             http,
             backend,
             data_dir: Some(dir),
+            pg_database,
         }
     }
 

@@ -1,11 +1,11 @@
-//! DNS-rebinding defence for the MCP endpoint (MCP Streamable HTTP: servers must validate
+//! DNS-rebinding defence for an MCP endpoint (MCP Streamable HTTP: servers must validate
 //! Origin). A rebinding attack arrives with the attacker's host name in `Host` and the
 //! attacker's page in `Origin`; ours name the public URL. Requests without `Origin` come from
 //! non-browser clients and pass.
 
 use axum::http::{HeaderMap, header};
 
-use super::challenge::Refusal;
+use crate::challenge::Refusal;
 
 pub fn check(headers: &HeaderMap, public_url: &str) -> Result<(), Refusal> {
     let Ok(public) = url::Url::parse(public_url) else {
@@ -40,7 +40,17 @@ pub fn check(headers: &HeaderMap, public_url: &str) -> Result<(), Refusal> {
 /// Local tools in a browser (the MCP Inspector on localhost) are allowed: a page on
 /// loopback is already inside the machine a rebinding attack tries to reach.
 fn is_loopback_origin(origin: &str) -> bool {
-    url::Url::parse(origin).is_ok_and(|u| crate::oauth::redirect::is_loopback(&u))
+    url::Url::parse(origin).is_ok_and(|u| is_loopback(&u))
+}
+
+/// `127.0.0.1`, `[::1]` or `localhost`.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,12 @@ pub enum Refusal {
     /// A valid token without the scope this operation needs: 403 `insufficient_scope`,
     /// naming every scope needed together with those already granted.
     InsufficientScope { scope: String, description: String },
-    /// The workspace does not exist.
-    UnknownWorkspace,
+    /// The protected resource does not exist (for servers that host several); the text
+    /// tells the person what a right URL looks like.
+    NotFound(String),
+    /// The token could not be checked right now (the issuer cannot be reached): 503, so the
+    /// client retries instead of throwing its token away.
+    Unavailable(String),
     /// Host or Origin not ours (DNS rebinding defence): 403.
     ForbiddenOrigin(String),
 }
@@ -68,10 +72,13 @@ impl Refusal {
                 )),
                 json!({"error": "insufficient_scope", "error_description": description, "scope": scope}),
             ),
-            Refusal::UnknownWorkspace => (
-                StatusCode::NOT_FOUND,
+            Refusal::NotFound(d) => {
+                (StatusCode::NOT_FOUND, None, json!({"error": "not_found", "error_description": d}))
+            }
+            Refusal::Unavailable(d) => (
+                StatusCode::SERVICE_UNAVAILABLE,
                 None,
-                json!({"error": "not_found", "error_description": "no such workspace: check the MCP URL (it looks like /t/<workspace>/mcp)"}),
+                json!({"error": "temporarily_unavailable", "error_description": d}),
             ),
             Refusal::ForbiddenOrigin(d) => {
                 (StatusCode::FORBIDDEN, None, json!({"error": "forbidden", "error_description": d}))
@@ -83,5 +90,49 @@ impl Refusal {
         }
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: ChallengeContext<'static> = ChallengeContext {
+        resource_metadata: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
+        default_scope: "mcp:read mcp:tools",
+    };
+
+    fn challenge(r: Refusal) -> (StatusCode, String) {
+        let res = r.into_response_with(&CTX);
+        let h = res.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        (res.status(), h)
+    }
+
+    #[test]
+    fn challenges_name_the_metadata_and_start_with_bearer() {
+        let (status, h) = challenge(Refusal::NoToken);
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            h,
+            "Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:read mcp:tools\""
+        );
+        let (status, h) = challenge(Refusal::InvalidToken("the access token has \"expired\"".into()));
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            h.starts_with("Bearer error=\"invalid_token\", error_description=\"the access token has expired\""),
+            "{h}"
+        );
+        assert!(h.ends_with("resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\""));
+        let (status, h) = challenge(Refusal::InsufficientScope {
+            scope: "mcp:read mcp:tools".into(),
+            description: "this operation needs mcp:tools".into(),
+        });
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(h.starts_with("Bearer error=\"insufficient_scope\", scope=\"mcp:read mcp:tools\""), "{h}");
+        let (status, h) = challenge(Refusal::BadRequest("no tokens in URLs".into()));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(h.starts_with("Bearer error=\"invalid_request\""));
+        let (status, h) = challenge(Refusal::Unavailable("issuer down".into()));
+        assert_eq!((status, h.as_str()), (StatusCode::SERVICE_UNAVAILABLE, ""));
     }
 }

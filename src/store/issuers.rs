@@ -1,0 +1,96 @@
+//! External authorization servers trusted by workspaces.
+
+use super::{Store, StoreResult, WorkspaceRow, with_pool};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WorkspaceIssuerRow {
+    pub workspace_id: String,
+    pub issuer: String,
+    pub audience: Option<String>,
+    /// JSON array of `provider-scope=workspace-scope…` entries.
+    pub scope_map: String,
+    pub introspection_client_id: Option<String>,
+    /// Sealed.
+    pub introspection_secret: Option<Vec<u8>>,
+    pub introspection_endpoint: Option<String>,
+    pub updated_at: i64,
+}
+
+/// A workspace and the issuer it trusts, read together (one query on the MCP hot path).
+#[derive(sqlx::FromRow)]
+struct WorkspaceAndIssuer {
+    id: String,
+    slug: String,
+    name: String,
+    created_at: i64,
+    issuer: Option<String>,
+    audience: Option<String>,
+    scope_map: Option<String>,
+    introspection_client_id: Option<String>,
+    introspection_secret: Option<Vec<u8>>,
+    introspection_endpoint: Option<String>,
+    updated_at: Option<i64>,
+}
+
+impl Store {
+    /// The workspace with this slug and, if it trusts one, its external issuer.
+    pub async fn workspace_and_issuer_by_slug(
+        &self,
+        slug: &str,
+    ) -> StoreResult<Option<(WorkspaceRow, Option<WorkspaceIssuerRow>)>> {
+        let row = with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceAndIssuer>(
+            "SELECT w.id, w.slug, w.name, w.created_at, i.issuer, i.audience, i.scope_map,
+                 i.introspection_client_id, i.introspection_secret, i.introspection_endpoint, i.updated_at
+             FROM workspaces w LEFT JOIN workspace_issuers i ON i.workspace_id = w.id WHERE w.slug = $1",
+        ).bind(slug).fetch_optional(p).await)?;
+        Ok(row.map(|r| {
+            let issuer = match (r.issuer, r.scope_map, r.updated_at) {
+                (Some(issuer), Some(scope_map), Some(updated_at)) => Some(WorkspaceIssuerRow {
+                    workspace_id: r.id.clone(),
+                    issuer,
+                    audience: r.audience,
+                    scope_map,
+                    introspection_client_id: r.introspection_client_id,
+                    introspection_secret: r.introspection_secret,
+                    introspection_endpoint: r.introspection_endpoint,
+                    updated_at,
+                }),
+                _ => None,
+            };
+            (WorkspaceRow { id: r.id, slug: r.slug, name: r.name, created_at: r.created_at }, issuer)
+        }))
+    }
+
+    /// Trusts an issuer for a workspace, replacing any earlier setting.
+    pub async fn upsert_workspace_issuer(&self, row: &WorkspaceIssuerRow) -> StoreResult<()> {
+        with_pool!(self.pool(), p => sqlx::query(
+            "INSERT INTO workspace_issuers (workspace_id, issuer, audience, scope_map, introspection_client_id,
+                 introspection_secret, introspection_endpoint, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (workspace_id) DO UPDATE SET issuer = excluded.issuer, audience = excluded.audience,
+                 scope_map = excluded.scope_map, introspection_client_id = excluded.introspection_client_id,
+                 introspection_secret = excluded.introspection_secret,
+                 introspection_endpoint = excluded.introspection_endpoint, updated_at = excluded.updated_at",
+        )
+        .bind(&row.workspace_id).bind(&row.issuer).bind(&row.audience).bind(&row.scope_map)
+        .bind(&row.introspection_client_id).bind(&row.introspection_secret).bind(&row.introspection_endpoint)
+        .bind(row.updated_at)
+        .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn workspace_issuer(&self, workspace_id: &str) -> StoreResult<Option<WorkspaceIssuerRow>> {
+        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceIssuerRow>(
+            "SELECT workspace_id, issuer, audience, scope_map, introspection_client_id, introspection_secret,
+                 introspection_endpoint, updated_at
+             FROM workspace_issuers WHERE workspace_id = $1",
+        ).bind(workspace_id).fetch_optional(p).await)?)
+    }
+
+    /// Back to the built-in authorization server. False if the workspace trusted none.
+    pub async fn delete_workspace_issuer(&self, workspace_id: &str) -> StoreResult<bool> {
+        let done = with_pool!(self.pool(), p => sqlx::query("DELETE FROM workspace_issuers WHERE workspace_id = $1")
+            .bind(workspace_id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+}
