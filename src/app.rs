@@ -53,6 +53,8 @@ pub struct AppState {
     pub upstream_health: Arc<web::health::HealthBoard>,
     /// Client ID Metadata Documents: fetched, validated and cached.
     pub client_documents: Arc<oauth::cimd::MetadataDocuments>,
+    /// Upstream credentials: sign-in settings and the tokens held for them.
+    pub vault: Arc<crate::vault::Vault>,
     /// Validators of the external issuers workspaces trust (keys cached per issuer).
     pub external_issuers: Arc<resource::external::ExternalIssuers>,
     /// The organisation's identity providers (OpenID Connect sign-in).
@@ -77,6 +79,8 @@ pub enum StartError {
     Bootstrap(String),
     #[error("{0}")]
     ClientDocuments(#[from] oauth::cimd::fetch::FetcherError),
+    #[error("credential vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
     #[error("cannot build the HTTP client for identity providers: {0}")]
     IdentityProviders(String),
 }
@@ -98,14 +102,15 @@ pub async fn open(settings: &Settings) -> Result<(Store, Sealer, FormSigner), St
     }
     let store = Store::connect(settings.database_url.as_deref(), &settings.data_dir).await?;
     store.migrate().await?;
-    let (master, created) = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
+    let (ring, created) = MasterKey::load_ring(settings.master_key.as_deref(), &settings.data_dir)?;
     if created {
         tracing::warn!(
             path = %settings.data_dir.join(crate::crypto::master::KEY_FILE_NAME).display(),
             "created a new master key; back it up: without it the signing keys and vault cannot be read"
         );
     }
-    let sealer = Sealer::new(&master)?;
+    let sealer = Sealer::with_ring(&ring)?;
+    let master = ring.first().ok_or_else(|| crate::crypto::CryptoError::MasterKey("no master key".into()))?;
     let forms = FormSigner::new(&master.derive("form signing"));
     Ok((store, sealer, forms))
 }
@@ -117,6 +122,8 @@ impl AppState {
         let keys = KeyRing::load_or_create(&store, &sealer, settings.signing_alg, clock.now()).await?;
         let first_run = bootstrap(&store, &sealer, &clock).await?;
         let client_documents = Arc::new(oauth::cimd::MetadataDocuments::new(&settings.cimd)?);
+        let sealer = Arc::new(sealer);
+        let vault = Arc::new(crate::vault::Vault::new(store.clone(), sealer.clone(), clock.clone())?);
         let (settings_external, clock_for_issuers) = (settings.external_issuer, clock.clone());
         let oidc = Arc::new(identity::oidc::OidcProviders::new(&settings.oidc).map_err(StartError::IdentityProviders)?);
         let state = AppState {
@@ -124,7 +131,7 @@ impl AppState {
             store,
             keys: Arc::new(keys),
             verified_tokens: Arc::new(VerifiedTokens::default()),
-            sealer: Arc::new(sealer),
+            sealer,
             forms,
             clock,
             login_throttle: Arc::new(LoginThrottle::default()),
@@ -134,6 +141,7 @@ impl AppState {
             admission: Arc::new(gateway::admission::Admission::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),
             client_documents,
+            vault,
             external_issuers: Arc::new(resource::external::ExternalIssuers::new(settings_external, clock_for_issuers)),
             oidc,
             shutdown,
@@ -143,6 +151,16 @@ impl AppState {
 
     pub fn mcp_url(&self, slug: &str) -> String {
         mcp_url(&self.settings.public_url, slug)
+    }
+
+    /// How the gateway picks upstream credentials for callers in a workspace.
+    pub fn credentials_for(&self, workspace_id: &str, slug: &str) -> Arc<crate::vault::bearer::WorkspaceCredentials> {
+        Arc::new(crate::vault::bearer::WorkspaceCredentials {
+            vault: self.vault.clone(),
+            store: self.store.clone(),
+            workspace_id: workspace_id.to_owned(),
+            pages_url: format!("{}/w/{slug}/upstreams/", self.settings.public_url.trim_end_matches('/')),
+        })
     }
 }
 
@@ -182,6 +200,7 @@ pub fn router(state: AppState) -> Router {
     let mut oauth_api = Router::new()
         .route("/.well-known/oauth-authorization-server", get(oauth::metadata::authorization_server))
         .route("/jwks.json", get(oauth::metadata::jwks))
+        .route(crate::vault::CLIENT_DOCUMENT_PATH, get(crate::vault::document::client_document))
         .route("/token", post(oauth::token::token))
         .route("/revoke", post(oauth::revoke::revoke))
         .route("/introspect", post(oauth::introspect::introspect));
@@ -266,6 +285,7 @@ pub async fn housekeeping(state: &AppState) -> Result<Swept, crate::store::Store
         Some(ttl) => store.purge_unused_clients(now - ttl).await?,
         None => 0,
     };
+    store.purge_upstream_oauth_states(now).await?;
     Ok(Swept {
         codes: store.purge_codes(now).await?,
         sessions: store.purge_sessions(now).await?,
@@ -284,6 +304,20 @@ fn spawn_housekeeping(state: AppState) {
             match housekeeping(&state).await {
                 Ok(swept) => tracing::debug!(?swept, "housekeeping removed expired rows"),
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry in an hour"),
+            }
+        }
+    });
+}
+
+/// Refreshes upstream tokens before they expire (at 80 % of their lifetime), every 30 s.
+/// Tokens that fail wait out their backoff, so this never hammers a broken upstream.
+fn spawn_refresher(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.vault.refresh_due(100).await {
+                tracing::warn!(error = %e, "upstream token refresh round failed; will retry");
             }
         }
     });
@@ -308,6 +342,7 @@ pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given:
     let (state, first_run) = AppState::build(settings, clock).await?;
     spawn_housekeeping(state.clone());
     state.admission.spawn_probe(state.shutdown.clone());
+    spawn_refresher(state.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let streams = state.shutdown.clone();
     let handle = tokio::spawn(async move {

@@ -12,5 +12,6 @@ pub mod identity;
 pub mod oauth;
 pub mod resource;
 pub mod store;
+pub mod vault;
 pub mod web;
 pub mod workspace;

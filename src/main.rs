@@ -67,6 +67,17 @@ enum Command {
     /// Upstream MCP servers of a workspace.
     #[command(subcommand)]
     Upstream(UpstreamCommand),
+    /// Keys: the master key everything at rest is sealed under.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new master key and re-seal everything under it (signing keys, upstream headers,
+    /// secrets and tokens). The earlier key stays readable (kept after the new one in the key
+    /// file); restart running servers afterwards so they seal under the new key.
+    RotateMaster,
 }
 
 #[derive(Subcommand)]
@@ -89,8 +100,83 @@ enum UpstreamCommand {
     },
     /// List a workspace's upstreams (header values are not shown).
     List { slug: String },
+    /// Set how the gateway signs in to an HTTP upstream with OAuth: client_credentials (one
+    /// token shared by the workspace) or authorization_code (each person connects their
+    /// account). The secret is read from standard input, never from the command line.
+    SignIn(SignInArgs),
+    /// Connect to an MCP server as the gateway would, completing an authorization that needs
+    /// no person (for scripts and tests), list its tools and exit.
+    Connect(ConnectArgs),
     /// Remove an upstream.
     Remove { slug: String, name: String },
+}
+
+#[derive(Args)]
+struct ConnectArgs {
+    /// Required: people connect their accounts on the pages; this is the no-person path.
+    #[arg(long)]
+    headless: bool,
+    /// authorization_code (the authorization server must redirect back without a person) or
+    /// client_credentials.
+    #[arg(long, default_value = "authorization_code", value_parser = ["authorization_code", "client_credentials"])]
+    grant: String,
+    /// A client id registered with the authorization server beforehand (else CIMD or DCR).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Read the client secret (with --client-id) from the first line of standard input.
+    #[arg(long, requires = "client_id")]
+    client_secret_stdin: bool,
+    /// PEM private key for private_key_jwt (with --client-id).
+    #[arg(long, requires = "client_id")]
+    private_key_file: Option<PathBuf>,
+    /// After listing, call this tool (no arguments) and print its text.
+    #[arg(long)]
+    call: Option<String>,
+    #[arg(long, value_parser = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"])]
+    auth_method: Option<String>,
+    /// Our Client ID Metadata Document [default: <public URL>/oauth/upstream/client.json when https].
+    #[arg(long)]
+    client_metadata_url: Option<String>,
+    /// The MCP server's URL.
+    url: String,
+}
+
+#[derive(Args)]
+struct SignInArgs {
+    slug: String,
+    name: String,
+    /// client_credentials, authorization_code, or none (forget the settings and every token).
+    #[arg(long, value_parser = ["client_credentials", "authorization_code", "none"])]
+    grant: String,
+    #[arg(long, required_if_eq_any = [("grant", "client_credentials"), ("grant", "authorization_code")])]
+    token_endpoint: Option<String>,
+    #[arg(long, required_if_eq("grant", "authorization_code"))]
+    authorization_endpoint: Option<String>,
+    #[arg(long)]
+    issuer: Option<String>,
+    #[arg(long, required_if_eq_any = [("grant", "client_credentials"), ("grant", "authorization_code")])]
+    client_id: Option<String>,
+    /// Read the client secret from the first line of standard input.
+    #[arg(long)]
+    client_secret_stdin: bool,
+    /// PEM private key for private_key_jwt.
+    #[arg(long)]
+    private_key_file: Option<PathBuf>,
+    /// How to authenticate at the token endpoint [default: client_secret_basic with a secret,
+    /// private_key_jwt with a key, else none].
+    #[arg(long, value_parser = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"])]
+    auth_method: Option<String>,
+    #[arg(long)]
+    scope: Option<String>,
+    /// RFC 8707 resource to ask for [default: the upstream's URL].
+    #[arg(long, conflicts_with = "no_resource")]
+    resource: Option<String>,
+    /// Send no `resource` parameter (for servers that reject it).
+    #[arg(long)]
+    no_resource: bool,
+    /// An `audience` parameter for servers that want one.
+    #[arg(long)]
+    audience: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -367,6 +453,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Upstream(UpstreamCommand::Connect(args)) => connect_command(&settings, args).await,
         Command::Upstream(cmd) => {
             let (store, sealer, _) = app::open(&settings).await?;
             match cmd {
@@ -403,6 +490,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         }
                     }
                 }
+                UpstreamCommand::Connect(_) => unreachable_connect()?,
+                UpstreamCommand::SignIn(args) => sign_in_command(&settings, &store, sealer, args).await?,
                 UpstreamCommand::Remove { slug, name } => {
                     let ws = find_workspace(&store, &slug).await?;
                     if !store.delete_upstream(&ws.id, &name).await? {
@@ -413,6 +502,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Keys(KeysCommand::RotateMaster) => rotate_master(&settings, &clock).await,
         Command::Client(cmd) => {
             let (store, _, _) = app::open(&settings).await?;
             client_command(&store, &clock, cmd).await
@@ -471,6 +561,157 @@ async fn client_command(store: &Store, clock: &dyn Clock, cmd: ClientCommand) ->
 }
 
 /// "3d ago", "5m ago": coarse, for listings.
+async fn rotate_master(settings: &Settings, clock: &dyn Clock) -> anyhow::Result<()> {
+    use gatehouse::crypto::aead::Sealer;
+    use gatehouse::crypto::master::MasterKey;
+    let (store, _, _) = app::open(settings).await?;
+    let (ring, _) = MasterKey::load_ring(settings.master_key.as_deref(), &settings.data_dir)?;
+    let new = MasterKey::generate()?;
+    let new_kid = new.kid().to_owned();
+    let mut new_ring = vec![new];
+    new_ring.extend(ring);
+    if settings.master_key.is_some() {
+        // Printed before anything is re-sealed, so it cannot be lost to a failure below.
+        let joined: Vec<String> = new_ring.iter().map(MasterKey::encoded).collect();
+        println!("set GATEHOUSE_MASTER_KEY to (new key first, then the earlier ones):\n{}", joined.join(","));
+    } else {
+        MasterKey::write_ring(&settings.data_dir, &new_ring)?;
+    }
+    let sealer = Sealer::with_ring(&new_ring)?;
+    let done = gatehouse::vault::rotate::reseal_all(&store, &sealer, clock.now()).await?;
+    println!(
+        "master key rotated to {new_kid}: re-sealed {} signing keys, {} upstream header sets, {} upstream secrets, \
+         {} upstream tokens, {} connections in progress, {} introspection secrets; restart running servers",
+        done.signing_keys,
+        done.upstream_headers,
+        done.upstream_secrets,
+        done.upstream_tokens,
+        done.connect_states,
+        done.issuer_secrets
+    );
+    Ok(())
+}
+
+fn unreachable_connect() -> anyhow::Result<()> {
+    anyhow::bail!("upstream connect is handled before the database is opened")
+}
+
+async fn connect_command(settings: &Settings, args: ConnectArgs) -> anyhow::Result<()> {
+    use gatehouse::vault::headless::{self, HeadlessOptions};
+    use gatehouse::vault::mcp_oauth::{ClientIdentity, Preregistered};
+    use gatehouse::vault::{AuthMethod, GrantKind};
+    if !args.headless {
+        anyhow::bail!(
+            "only --headless connections run from the command line; people connect their accounts on the pages"
+        );
+    }
+    let grant = GrantKind::parse(&args.grant).unwrap_or(GrantKind::AuthorizationCode);
+    let private_key = match &args.private_key_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?),
+        None => None,
+    };
+    let client_secret = if args.client_secret_stdin { Some(password_from(true)?.0) } else { None };
+    let auth_method = match args.auth_method.as_deref() {
+        Some(m) => Some(AuthMethod::parse(m).ok_or_else(|| anyhow::anyhow!("unknown --auth-method {m}"))?),
+        None => None,
+    };
+    let preregistered =
+        args.client_id.map(|client_id| Preregistered { client_id, client_secret, private_key, auth_method });
+    if grant == GrantKind::ClientCredentials && preregistered.is_none() {
+        anyhow::bail!("--grant client_credentials needs --client-id (and a secret or --private-key-file)");
+    }
+    let public = settings.public_url.trim_end_matches('/');
+    let metadata_url = args.client_metadata_url.or_else(|| {
+        public.starts_with("https://").then(|| format!("{public}{}", gatehouse::vault::CLIENT_DOCUMENT_PATH))
+    });
+    let mut loopback_hosts = settings.cimd.allow_loopback_hosts.clone();
+    if let Ok(parsed) = url::Url::parse(&args.url)
+        && let Some(host) = parsed.host_str()
+        && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+    {
+        loopback_hosts.push(host.to_owned());
+    }
+    let options = HeadlessOptions {
+        grant,
+        identity: ClientIdentity {
+            client_name: "Gatehouse".into(),
+            redirect_uri: format!("{public}{}", gatehouse::vault::CALLBACK_PATH),
+            metadata_url,
+        },
+        preregistered,
+        loopback_hosts,
+    };
+    let report = headless::connect(&args.url, options, Arc::new(SystemClock), args.call.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if !report.ok {
+        anyhow::bail!("{}", report.error.unwrap_or_else(|| "the connection failed".into()));
+    }
+    println!("connected to {}", report.server.as_deref().unwrap_or("the server"));
+    for tool in report.tools {
+        println!("{}\t{}", tool.name, tool.description);
+    }
+    if let (Some(tool), Some(text)) = (&args.call, &report.called) {
+        println!("{tool}: {text}");
+    }
+    Ok(())
+}
+
+async fn sign_in_command(
+    _settings: &Settings,
+    store: &Store,
+    sealer: gatehouse::crypto::aead::Sealer,
+    args: SignInArgs,
+) -> anyhow::Result<()> {
+    use gatehouse::vault::{AuthMethod, GrantKind, OAuthCredential, Vault};
+    let ws = find_workspace(store, &args.slug).await?;
+    let upstream = store
+        .upstream_by_name(&ws.id, &args.name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("workspace {} has no upstream {}", args.slug, args.name))?;
+    let vault = Vault::new(store.clone(), Arc::new(sealer), Arc::new(SystemClock))?;
+    let Some(grant) = GrantKind::parse(&args.grant) else {
+        store.delete_upstream_credential(&upstream.id).await?;
+        println!("upstream {} signs in with no OAuth credential now", args.name);
+        return Ok(());
+    };
+    if upstream.kind != "http" {
+        anyhow::bail!("only HTTP upstreams sign in with OAuth");
+    }
+    let client_secret = if args.client_secret_stdin { Some(password_from(true)?.0) } else { None };
+    let private_key = match &args.private_key_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?),
+        None => None,
+    };
+    let auth_method = match args.auth_method.as_deref() {
+        Some(method) => AuthMethod::parse(method).ok_or_else(|| anyhow::anyhow!("unknown --auth-method {method}"))?,
+        None if private_key.is_some() => AuthMethod::PrivateKeyJwt,
+        None if client_secret.is_some() => AuthMethod::ClientSecretBasic,
+        None => AuthMethod::None,
+    };
+    let resource = match (args.no_resource, args.resource) {
+        (true, _) => None,
+        (false, Some(resource)) => Some(resource),
+        (false, None) => upstream.url.clone(),
+    };
+    let credential = OAuthCredential {
+        grant,
+        issuer: args.issuer,
+        authorization_endpoint: args.authorization_endpoint,
+        token_endpoint: args.token_endpoint.unwrap_or_default(),
+        client_id: args.client_id.unwrap_or_default(),
+        client_secret,
+        private_key,
+        auth_method,
+        scope: args.scope,
+        resource,
+        audience: args.audience,
+    };
+    vault.set_credential(&upstream.id, &credential).await?;
+    println!("upstream {} signs in with {} ({})", args.name, grant.as_str(), auth_method.as_str());
+    Ok(())
+}
+
 fn ago(clock: &dyn Clock, then: i64) -> String {
     let secs = (clock.now() - then).max(0);
     match secs {

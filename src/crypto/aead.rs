@@ -25,9 +25,12 @@ impl Slot<'_> {
     }
 }
 
+/// Seals under the current master key; opens under it or any earlier key it was given (so a
+/// master key rotation never makes data unreadable half-way).
 pub struct Sealer {
     key: LessSafeKey,
     kid: String,
+    previous: Vec<(String, LessSafeKey)>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -38,9 +41,33 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn new(master: &MasterKey) -> Result<Self, CryptoError> {
+        Ok(Sealer { key: Self::aead_key(master)?, kid: master.kid().to_owned(), previous: Vec::new() })
+    }
+
+    /// Seals under `ring[0]`, opens under any key of `ring`.
+    pub fn with_ring(ring: &[MasterKey]) -> Result<Self, CryptoError> {
+        let (current, earlier) = ring.split_first().ok_or_else(|| CryptoError::MasterKey("no master key".into()))?;
+        let mut sealer = Self::new(current)?;
+        for key in earlier {
+            sealer.previous.push((key.kid().to_owned(), Self::aead_key(key)?));
+        }
+        Ok(sealer)
+    }
+
+    fn aead_key(master: &MasterKey) -> Result<LessSafeKey, CryptoError> {
         let unbound =
             UnboundKey::new(&AES_256_GCM, &master.derive("at-rest aes-256-gcm")).map_err(|_| CryptoError::Encrypt)?;
-        Ok(Sealer { key: LessSafeKey::new(unbound), kid: master.kid().to_owned() })
+        Ok(LessSafeKey::new(unbound))
+    }
+
+    /// The id of the key new envelopes are sealed under.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The id of the master key an envelope was sealed under.
+    pub fn envelope_kid(envelope: &[u8]) -> Option<&str> {
+        envelope.get(2..2 + KID_LEN).and_then(|kid| std::str::from_utf8(kid).ok())
     }
 
     pub fn seal(&self, plaintext: &[u8], slot: &Slot<'_>) -> Result<Vec<u8>, CryptoError> {
@@ -64,18 +91,21 @@ impl Sealer {
         if version != VERSION {
             return Err(CryptoError::Decrypt);
         }
-        if kid != self.kid.as_bytes() {
+        let key = if kid == self.kid.as_bytes() {
+            &self.key
+        } else if let Some((_, key)) = self.previous.iter().find(|(id, _)| id.as_bytes() == kid) {
+            key
+        } else {
             return Err(CryptoError::MasterKey(format!(
                 "this data was sealed under master key {} but the configured key is {}; \
                  set GATEHOUSE_MASTER_KEY (or the data directory's master.key) to the key this database was created with",
                 String::from_utf8_lossy(kid),
                 self.kid
             )));
-        }
+        };
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Decrypt)?;
         let mut body = sealed.to_vec();
-        let plain =
-            self.key.open_in_place(nonce, Aad::from(slot.aad()), &mut body).map_err(|_| CryptoError::Decrypt)?;
+        let plain = key.open_in_place(nonce, Aad::from(slot.aad()), &mut body).map_err(|_| CryptoError::Decrypt)?;
         Ok(plain.to_vec())
     }
 }
@@ -99,6 +129,19 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert!(matches!(sealer.open(&tampered, &slot("a")), Err(CryptoError::Decrypt)));
         assert!(matches!(sealer.open(&env[..5], &slot("a")), Err(CryptoError::Decrypt)));
+    }
+
+    #[test]
+    fn a_ring_opens_what_earlier_keys_sealed() {
+        let old = MasterKey::from_bytes([1; 32]);
+        let new = MasterKey::from_bytes([2; 32]);
+        let sealed_before = Sealer::new(&old).unwrap().seal(b"x", &slot("a")).unwrap();
+        let ring = Sealer::with_ring(&[MasterKey::from_bytes([2; 32]), MasterKey::from_bytes([1; 32])]).unwrap();
+        assert_eq!(ring.open(&sealed_before, &slot("a")).unwrap(), b"x");
+        let sealed_after = ring.seal(b"y", &slot("a")).unwrap();
+        assert_eq!(Sealer::envelope_kid(&sealed_after), Some(new.kid()));
+        assert_eq!(Sealer::new(&new).unwrap().open(&sealed_after, &slot("a")).unwrap(), b"y");
+        assert!(Sealer::new(&old).unwrap().open(&sealed_after, &slot("a")).is_err());
     }
 
     #[test]

@@ -52,17 +52,75 @@ impl MasterKey {
         Ok(Self::from_bytes(bytes))
     }
 
-    /// The key from `configured` if given, else from the key file in `data_dir`,
-    /// which is created (mode 0600) when absent.
-    pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<(Self, bool), CryptoError> {
+    /// Several keys, one per line (or comma-separated): the first is current, the others
+    /// are earlier keys still accepted for reading (during a master key rotation).
+    pub fn parse_ring(text: &str) -> Result<Vec<Self>, CryptoError> {
+        let keys = text
+            .split(['\n', ','])
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(Self::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(CryptoError::MasterKey("no master key given".into()));
+        }
+        Ok(keys)
+    }
+
+    /// The key as written in the key file (base64url).
+    pub fn encoded(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.bytes)
+    }
+
+    /// A new random key.
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(Self::from_bytes(random_bytes::<32>()?))
+    }
+
+    /// Like [`MasterKey::load_or_create`], with the earlier keys that follow the current one.
+    pub fn load_ring(configured: Option<&str>, data_dir: &Path) -> Result<(Vec<Self>, bool), CryptoError> {
         if let Some(text) = configured {
-            return Ok((Self::parse(text)?, false));
+            return Ok((Self::parse_ring(text)?, false));
         }
         let path = data_dir.join(KEY_FILE_NAME);
         match fs::read_to_string(&path) {
             Ok(text) => {
                 check_permissions(&path)?;
-                Self::parse(&text)
+                Self::parse_ring(&text)
+                    .map(|k| (k, false))
+                    .map_err(|e| CryptoError::MasterKey(format!("{}: {e}", path.display())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (key, created) = Self::load_or_create(None, data_dir)?;
+                Ok((vec![key], created))
+            }
+            Err(e) => Err(CryptoError::MasterKey(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    /// Replaces the key file with `keys` (current first), atomically and mode 0600.
+    pub fn write_ring(data_dir: &Path, keys: &[MasterKey]) -> Result<(), CryptoError> {
+        let path = data_dir.join(KEY_FILE_NAME);
+        let temporary = data_dir.join(format!("{KEY_FILE_NAME}.new"));
+        let _ = fs::remove_file(&temporary);
+        let text = keys.iter().map(MasterKey::encoded).collect::<Vec<_>>().join("\n");
+        write_key_file(&temporary, &text)?;
+        fs::rename(&temporary, &path)
+            .map_err(|e| CryptoError::MasterKey(format!("cannot replace {}: {e}", path.display())))
+    }
+
+    /// The key from `configured` if given, else from the key file in `data_dir`,
+    /// which is created (mode 0600) when absent.
+    pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<(Self, bool), CryptoError> {
+        if let Some(text) = configured {
+            return Ok((Self::parse_ring(text)?.remove(0), false));
+        }
+        let path = data_dir.join(KEY_FILE_NAME);
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                check_permissions(&path)?;
+                Self::parse_ring(&text)
+                    .map(|mut ring| ring.remove(0))
                     .map(|k| (k, false))
                     .map_err(|e| CryptoError::MasterKey(format!("{}: {e}", path.display())))
             }
@@ -161,6 +219,23 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = MasterKey::load_or_create(None, dir.path()).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn a_ring_is_current_first_and_rewritten_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, _) = MasterKey::load_or_create(None, dir.path()).unwrap();
+        let new = MasterKey::generate().unwrap();
+        MasterKey::write_ring(dir.path(), &[MasterKey::parse(&new.encoded()).unwrap(), old]).unwrap();
+        let (ring, created) = MasterKey::load_ring(None, dir.path()).unwrap();
+        assert!(!created);
+        assert_eq!(ring.len(), 2);
+        assert_eq!(ring[0].kid(), new.kid());
+        assert_eq!(MasterKey::load_or_create(None, dir.path()).unwrap().0.kid(), new.kid());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join(KEY_FILE_NAME)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(MasterKey::parse_ring(&format!("{},{}", new.encoded(), ring[1].encoded())).unwrap().len(), 2);
     }
 
     #[test]

@@ -45,9 +45,14 @@ use tokio::{sync::Mutex as AsyncMutex, task::JoinSet, time::Instant};
 pub use names::Naming;
 
 use super::{
-    demo,
-    upstream::{Lifecycle, Listeners, Upstream, UpstreamClient, UpstreamError, connect, unavailable},
+    demo::{self, Caller},
+    upstream::{
+        CredentialResolver, Lifecycle, Listeners, Upstream, UpstreamClient, UpstreamError, connect, unavailable,
+    },
 };
+
+/// In the `data` of the error for an upstream the caller must connect first: where to.
+pub const CONNECT_URL_KEY: &str = "connectUrl";
 
 /// A broken upstream is not retried more often than this.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -78,6 +83,11 @@ struct Inner {
     /// Literal start of each resource template -> index of its upstream.
     template_prefixes: Mutex<Vec<(String, usize)>>,
     downstream: Mutex<Option<Peer<RoleServer>>>,
+    /// Picks each upstream's credential for the caller (none: no upstream signs in).
+    credentials: Option<Arc<dyn CredentialResolver>>,
+    /// Who this server acts for: one MCP session's principal, or one principal's stateless
+    /// requests (see `workspaces`), so a person's upstream tokens serve only them.
+    caller: Mutex<Option<Caller>>,
 }
 
 struct Slot {
@@ -115,7 +125,7 @@ impl Aggregator {
         for (index, upstream) in upstreams.iter().enumerate() {
             let upstream = upstream.clone();
             let listeners = listeners.clone();
-            connecting.spawn(async move { (index, connect(&upstream, Lifecycle::Session, &listeners).await) });
+            connecting.spawn(async move { (index, connect(&upstream, Lifecycle::Session, &listeners, None).await) });
         }
         let mut results: Vec<Option<Result<UpstreamClient, UpstreamError>>> = upstreams.iter().map(|_| None).collect();
         while let Some(joined) = connecting.join_next().await {
@@ -183,13 +193,19 @@ impl Aggregator {
             resource_owners: Mutex::default(),
             template_prefixes: Mutex::default(),
             downstream: Mutex::default(),
+            credentials: None,
+            caller: Mutex::default(),
         }))
     }
 
     /// A merged server that connects to each upstream on first use. rmcp builds one handler
     /// per MCP session (or, shared, for stateless requests) from a synchronous factory, so
     /// connecting cannot happen up front.
-    pub fn lazy(upstreams: Vec<Upstream>, lifecycle: Lifecycle) -> Self {
+    pub fn lazy(
+        upstreams: Vec<Upstream>,
+        lifecycle: Lifecycle,
+        credentials: Option<Arc<dyn CredentialResolver>>,
+    ) -> Self {
         let naming = Naming::new(upstreams.iter().map(|upstream| upstream.name.as_str()));
         // "Last attempted long ago": the first request connects at once.
         let long_ago = Instant::now().checked_sub(RETRY_AFTER).unwrap_or_else(Instant::now);
@@ -217,6 +233,8 @@ impl Aggregator {
             resource_owners: Mutex::default(),
             template_prefixes: Mutex::default(),
             downstream: Mutex::default(),
+            credentials,
+            caller: Mutex::default(),
         }))
     }
 
@@ -240,8 +258,29 @@ impl Aggregator {
             state.problem = "its session ended".to_owned();
         }
         if state.failures == 0 || state.last_attempt.elapsed() >= state.backoff() {
+            let bearer = match &self.0.credentials {
+                Some(credentials) => {
+                    let caller = lock(&self.0.caller).clone();
+                    match credentials.resolve(&slot.upstream, caller.as_ref()).await {
+                        Ok(bearer) => bearer,
+                        // Not a broken upstream: no backoff, so a person who has just
+                        // connected their account is served on their next request.
+                        Err(required) => {
+                            let connect_url = required.connect_url.clone();
+                            let error = UpstreamError::SignIn { upstream: slot.upstream.name.clone(), required };
+                            let mut refusal = unavailable(&slot.upstream.name, &error.to_string());
+                            if let Some(url) = connect_url {
+                                refusal.data =
+                                    Some(serde_json::json!({ "upstream": slot.upstream.name, CONNECT_URL_KEY: url }));
+                            }
+                            return Err(refusal);
+                        }
+                    }
+                }
+                None => None,
+            };
             state.last_attempt = Instant::now();
-            match connect(&slot.upstream, self.0.lifecycle, &self.0.listeners).await {
+            match connect(&slot.upstream, self.0.lifecycle, &self.0.listeners, bearer).await {
                 Ok(client) => {
                     if let Some(peer) = lock(&self.0.downstream).clone() {
                         client.relay().attach(&peer);
@@ -266,9 +305,17 @@ impl Aggregator {
         Err(unavailable(&slot.upstream.name, &state.problem))
     }
 
-    /// Remembers the downstream client, so that upstreams can reach it between requests.
-    fn note(&self, peer: &Peer<RoleServer>) {
+    /// Remembers the downstream client, so that upstreams can reach it between requests,
+    /// and who it acts for (the first caller seen: a session or stateless server belongs to
+    /// one principal).
+    fn note(&self, peer: &Peer<RoleServer>, extensions: &rmcp::model::Extensions) {
         *lock(&self.0.downstream) = Some(peer.clone());
+        if let Some(caller) = demo::caller(extensions) {
+            let mut noted = lock(&self.0.caller);
+            if noted.is_none() {
+                *noted = Some(caller.clone());
+            }
+        }
     }
 
     /// Runs `list` against every reachable upstream concurrently; returns the successes in
@@ -315,7 +362,7 @@ impl Aggregator {
         mut request: ClientRequest,
         context: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         let client = self.client(index).await?;
         if let Some(caller) = demo::caller(&context.extensions) {
             request.extensions_mut().insert(caller.clone());

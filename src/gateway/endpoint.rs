@@ -51,8 +51,15 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
         // A new session, or a stateless request, uses the workspace's current upstreams;
         // stateless requests share one server per principal (see `workspaces`).
         None => match registry::list(&state.store, &state.sealer, &workspace_id).await {
-            Ok(upstreams) if opens_session => state.workspaces.for_config(&workspace_id, upstreams),
-            Ok(upstreams) => state.workspaces.stateless(&workspace_id, &owner, upstreams),
+            Ok(upstreams) if opens_session => {
+                state.workspaces.for_config(&workspace_id, upstreams, Some(state.credentials_for(&workspace_id, &slug)))
+            }
+            Ok(upstreams) => state.workspaces.stateless(
+                &workspace_id,
+                &owner,
+                upstreams,
+                Some(state.credentials_for(&workspace_id, &slug)),
+            ),
             Err(e) => {
                 tracing::error!(error = %e, workspace = %slug, "cannot read the workspace's upstreams");
                 return (StatusCode::SERVICE_UNAVAILABLE, "the workspace's servers cannot be loaded; retry shortly")

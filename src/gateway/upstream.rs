@@ -11,6 +11,7 @@
 //! Towards upstreams the gateway introduces itself as `gatehouse`. The client's own token is
 //! never among what is sent: HTTP upstreams get only the headers configured for them.
 
+pub mod auth;
 mod relay;
 
 use std::{collections::HashMap, process::Stdio, sync::Arc, time::Duration};
@@ -33,6 +34,7 @@ use rmcp::{
 };
 use tokio::{io::AsyncBufReadExt, sync::mpsc};
 
+pub use auth::{BearerSource, CredentialResolver, SignInRequired};
 pub use relay::{Listeners, Relay};
 
 use super::demo::DemoServer;
@@ -74,6 +76,8 @@ pub enum UpstreamError {
     Timeout { upstream: String },
     #[error("upstream `{upstream}`: MCP handshake failed: {reason}")]
     Handshake { upstream: String, reason: String },
+    #[error("upstream `{upstream}`: {}{}", required.reason, required.connect_url.as_deref().map(|u| format!(" (connect your account at {u})")).unwrap_or_default())]
+    SignIn { upstream: String, required: SignInRequired },
 }
 
 /// How the gateway opens its connection to an upstream, following the downstream client it
@@ -115,20 +119,23 @@ fn client_config() -> ClientConfig {
 }
 
 /// Opens an MCP session to `upstream`, with a fresh [`Relay`] (not yet attached to any
-/// downstream client) that also tells `listeners` of list changes.
+/// downstream client) that also tells `listeners` of list changes. An HTTP upstream that
+/// signs in gets its token from `bearer` on every request.
 pub async fn connect(
     upstream: &Upstream,
     lifecycle: Lifecycle,
     listeners: &Listeners,
+    bearer: Option<Arc<dyn BearerSource>>,
 ) -> Result<UpstreamClient, UpstreamError> {
     let relay = Relay::new(&upstream.name, client_config(), listeners.clone(), lifecycle == Lifecycle::Session);
-    connect_with(upstream, relay, lifecycle).await
+    connect_with(upstream, relay, lifecycle, bearer).await
 }
 
 async fn connect_with(
     upstream: &Upstream,
     relay: Relay,
     lifecycle: Lifecycle,
+    bearer: Option<Arc<dyn BearerSource>>,
 ) -> Result<UpstreamClient, UpstreamError> {
     let name = upstream.name.clone();
     let mode = match lifecycle {
@@ -145,8 +152,17 @@ async fn connect_with(
                     // An upstream restarted behind us forgets our session; start a new one
                     // rather than failing every later call.
                     .reinit_on_expired_session(true);
-                let transport = StreamableHttpClientTransport::from_config(config);
-                relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
+                match bearer {
+                    Some(source) => {
+                        let transport =
+                            StreamableHttpClientTransport::with_client(auth::BearerClient::new(source), config);
+                        relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
+                    }
+                    None => {
+                        let transport = StreamableHttpClientTransport::from_config(config);
+                        relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
+                    }
+                }
             }
             UpstreamSpec::Stdio { command, args } => {
                 let transport = spawn_stdio(&name, command, args)?;

@@ -22,7 +22,7 @@ use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
 use super::aggregate::Aggregator;
-use super::upstream::{Lifecycle, Upstream};
+use super::upstream::{CredentialResolver, Lifecycle, Upstream};
 
 pub type WorkspaceService = StreamableHttpService<Aggregator, LocalSessionManager>;
 
@@ -61,8 +61,14 @@ impl WorkspaceServers {
         StreamableHttpService::new(move || Ok(factory()), Arc::new(LocalSessionManager::default()), config)
     }
 
-    /// The service of a workspace whose upstreams are `upstreams` (rebuilt if they changed).
-    pub fn for_config(&self, workspace_id: &str, upstreams: Vec<Upstream>) -> WorkspaceService {
+    /// The service of a workspace whose upstreams are `upstreams` (rebuilt if they changed);
+    /// `credentials` picks each caller's upstream credentials.
+    pub fn for_config(
+        &self,
+        workspace_id: &str,
+        upstreams: Vec<Upstream>,
+        credentials: Option<Arc<dyn CredentialResolver>>,
+    ) -> WorkspaceService {
         let mut services = lock(&self.services);
         if let Some((current, service)) = services.get(workspace_id)
             && *current == upstreams
@@ -70,14 +76,21 @@ impl WorkspaceServers {
             return service.clone();
         }
         let factory_upstreams = upstreams.clone();
-        let service = self.build(move || Aggregator::lazy(factory_upstreams.clone(), Lifecycle::Session));
+        let service =
+            self.build(move || Aggregator::lazy(factory_upstreams.clone(), Lifecycle::Session, credentials.clone()));
         services.insert(workspace_id.to_owned(), (upstreams, service.clone()));
         service
     }
 
     /// The service for stateless requests of `principal` in a workspace whose upstreams are
     /// `upstreams` (rebuilt, with fresh upstream connections, if they changed).
-    pub fn stateless(&self, workspace_id: &str, principal: &str, upstreams: Vec<Upstream>) -> WorkspaceService {
+    pub fn stateless(
+        &self,
+        workspace_id: &str,
+        principal: &str,
+        upstreams: Vec<Upstream>,
+        credentials: Option<Arc<dyn CredentialResolver>>,
+    ) -> WorkspaceService {
         let now = Instant::now();
         let key = (workspace_id.to_owned(), principal.to_owned());
         let mut map = lock(&self.stateless);
@@ -94,7 +107,7 @@ impl WorkspaceServers {
             };
             map.remove(&oldest);
         }
-        let shared = Aggregator::lazy(upstreams.clone(), Lifecycle::Stateless);
+        let shared = Aggregator::lazy(upstreams.clone(), Lifecycle::Stateless, credentials);
         let service = self.build(move || shared.clone());
         map.insert(key, Stateless { upstreams, service: service.clone(), last_used: now });
         service

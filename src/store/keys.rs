@@ -29,4 +29,17 @@ impl Store {
              WHERE retired_at IS NULL ORDER BY created_at DESC, kid DESC",
         ).fetch_all(p).await)?)
     }
+
+    /// Every signing key, retired ones too (master key rotation).
+    pub async fn all_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
+        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, SigningKeyRow>(
+            "SELECT kid, alg, private_key, public_jwk, created_at, retired_at FROM signing_keys ORDER BY kid",
+        ).fetch_all(p).await)?)
+    }
+
+    pub async fn reseal_signing_key(&self, kid: &str, private_key: &[u8]) -> StoreResult<()> {
+        with_pool!(self.pool(), p => sqlx::query("UPDATE signing_keys SET private_key = $1 WHERE kid = $2")
+            .bind(private_key).bind(kid).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
 }

@@ -16,6 +16,7 @@ mod oidc;
 mod sessions;
 mod upstreams;
 mod users;
+mod vault;
 mod workspaces;
 
 pub use audit::{AuditQuery, AuditRow};
@@ -31,6 +32,7 @@ pub use oidc::OidcLoginState;
 pub use sessions::SessionRow;
 pub use upstreams::UpstreamRow;
 pub use users::UserRow;
+pub use vault::{CredentialRow, OAuthStateRow, TokenRow, WORKSPACE_OWNER};
 pub use workspaces::{MembershipRow, WorkspaceRow};
 
 use std::path::Path;

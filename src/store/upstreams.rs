@@ -50,6 +50,19 @@ impl Store {
         ).bind(workspace_id).bind(name).fetch_optional(p).await)?)
     }
 
+    pub async fn upstream_by_id(&self, id: &str) -> StoreResult<Option<UpstreamRow>> {
+        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, UpstreamRow>(
+            "SELECT id, workspace_id, name, kind, url, command, headers, created_at FROM upstreams WHERE id = $1",
+        ).bind(id).fetch_optional(p).await)?)
+    }
+
+    /// Every upstream of every workspace (for master key rotation).
+    pub async fn all_upstreams(&self) -> StoreResult<Vec<UpstreamRow>> {
+        Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, UpstreamRow>(
+            "SELECT id, workspace_id, name, kind, url, command, headers, created_at FROM upstreams ORDER BY id",
+        ).fetch_all(p).await)?)
+    }
+
     /// Replaces where an upstream lives (kind, URL or command, headers); id and name stay.
     pub async fn update_upstream(&self, row: &UpstreamRow) -> StoreResult<bool> {
         let done = with_pool!(self.pool(), p => sqlx::query(
@@ -58,5 +71,12 @@ impl Store {
         .bind(&row.kind).bind(&row.url).bind(&row.command).bind(&row.headers).bind(&row.id).bind(&row.workspace_id)
         .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
+    }
+
+    /// Replaces the sealed headers of one upstream (master key rotation).
+    pub async fn reseal_upstream_headers(&self, id: &str, headers: &[u8]) -> StoreResult<()> {
+        with_pool!(self.pool(), p => sqlx::query("UPDATE upstreams SET headers = $1 WHERE id = $2")
+            .bind(headers).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@ pub mod limit;
 pub mod members;
 pub mod pages;
 pub mod tokens;
+pub mod upstream_connect;
 pub mod upstreams;
 pub mod viewer;
 
@@ -57,6 +58,12 @@ pub fn routes() -> axum::Router<crate::app::AppState> {
         .route("/w/{slug}/upstreams/{name}/test", post(upstreams::test))
         .route("/w/{slug}/upstreams/{name}/edit", post(upstreams::edit))
         .route("/w/{slug}/upstreams/{name}/remove", post(upstreams::remove))
+        .route(
+            "/w/{slug}/upstreams/{name}/connect",
+            get(upstream_connect::connect_page).post(upstream_connect::connect_start),
+        )
+        .route("/w/{slug}/upstreams/{name}/disconnect", post(upstream_connect::disconnect))
+        .route(crate::vault::CALLBACK_PATH, get(upstream_connect::callback))
         .route("/w/{slug}/members", get(members::members).post(members::add))
         .route("/w/{slug}/members/role", post(members::change_role))
         .route("/w/{slug}/members/remove", post(members::remove))

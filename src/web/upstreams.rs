@@ -74,6 +74,10 @@ pub struct UpstreamPage {
     pub error: Option<String>,
     pub form: UpstreamForm,
     pub may_run_commands: bool,
+    /// How the gateway signs in to it (see `vault`).
+    pub sign_in: &'static str,
+    /// People connect their own accounts (link to their Connect page).
+    pub per_person: bool,
 }
 
 fn describe(state: &AppState, ws_id: &str, upstream: &Upstream) -> UpstreamLine {
@@ -178,7 +182,8 @@ fn spec_from_form(viewer: &Viewer, form: &PageForm, keep: &[(String, String)]) -
 
 /// Tests an upstream now and remembers the result.
 async fn test_now(state: &AppState, ws_id: &str, upstream: &Upstream) {
-    let report = probe(upstream).await;
+    let bearer = crate::vault::bearer::for_health_check(&state.vault, &state.store, ws_id, &upstream.name).await;
+    let report = probe(upstream, bearer).await;
     state.upstream_health.record(ws_id, &upstream.name, state.clock.now(), report);
 }
 
@@ -254,7 +259,22 @@ async fn one(state: &AppState, viewer: &Viewer, name: &str) -> Result<Upstream, 
     })
 }
 
+async fn sign_in_of(state: &AppState, ws_id: &str, upstream: &Upstream) -> crate::vault::SignIn {
+    use crate::vault::{GrantKind, SignIn};
+    let credential = match state.store.upstream_by_name(ws_id, &upstream.name).await {
+        Ok(Some(row)) => state.vault.credential(&row.id).await.ok().flatten(),
+        Ok(None) | Err(_) => None,
+    };
+    match (credential.map(|c| c.grant), &upstream.spec) {
+        (Some(GrantKind::ClientCredentials), _) => SignIn::ClientCredentials,
+        (Some(GrantKind::AuthorizationCode), _) => SignIn::AuthorizationCode,
+        (None, UpstreamSpec::Http { headers, .. }) if !headers.is_empty() => SignIn::Headers,
+        (None, _) => SignIn::None,
+    }
+}
+
 async fn detail_page(state: &AppState, viewer: &Viewer, upstream: &Upstream) -> UpstreamPage {
+    let sign_in = sign_in_of(state, &viewer.ws.id, upstream).await;
     let tools = state
         .upstream_health
         .get(&viewer.ws.id, &upstream.name)
@@ -270,6 +290,8 @@ async fn detail_page(state: &AppState, viewer: &Viewer, upstream: &Upstream) -> 
         error: None,
         form: form_of(upstream),
         may_run_commands: viewer.person.user.is_admin,
+        sign_in: sign_in.label(),
+        per_person: sign_in == crate::vault::SignIn::AuthorizationCode,
     }
 }
 

@@ -22,3 +22,5 @@ mod page_forms;
 mod pages;
 mod register;
 mod storage;
+mod vault;
+mod vault_connect;

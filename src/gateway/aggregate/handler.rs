@@ -21,7 +21,39 @@ use rmcp::{
     service::{NotificationContext, RequestContext, SubscriptionContext},
 };
 
-use super::{Aggregator, lock, mark_complete};
+use super::{Aggregator, CONNECT_URL_KEY, lock, mark_complete};
+
+/// JSON-RPC error code of MCP's URLElicitationRequiredError (2025-11-25).
+const URL_ELICITATION_REQUIRED: i32 = -32042;
+
+/// A tool call to an upstream the caller has not connected (or must reconnect): a client that
+/// supports URL-mode elicitation gets URLElicitationRequiredError with the Connect page, so it
+/// can open it for the person; any other client gets a tool error whose text carries the link
+/// (the model can pass it on). Other errors stay as they are.
+fn connect_first(error: ErrorData, context: &RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+    let Some(url) =
+        error.data.as_ref().and_then(|d| d.get(CONNECT_URL_KEY)).and_then(|u| u.as_str()).map(str::to_owned)
+    else {
+        return Err(error);
+    };
+    let supports_url = context
+        .peer
+        .peer_info()
+        .is_some_and(|info| info.capabilities.elicitation.as_ref().is_some_and(|e| e.url.is_some()));
+    let message = format!("{} Open {url} to connect your account, then try again.", error.message);
+    if supports_url {
+        let elicitation_id = uuid::Uuid::now_v7().to_string();
+        return Err(ErrorData::new(
+            rmcp::model::ErrorCode(URL_ELICITATION_REQUIRED),
+            message.clone(),
+            Some(serde_json::json!({
+                "elicitations": [{ "mode": "url", "elicitationId": elicitation_id, "url": url, "message": message }]
+            })),
+        ));
+    }
+    let result = rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]);
+    Ok(CallToolResponse::Complete(result))
+}
 
 fn unexpected(upstream: &str) -> ErrorData {
     ErrorData::internal_error(format!("upstream `{upstream}` sent an unexpected answer"), None)
@@ -80,7 +112,7 @@ impl ServerHandler for Aggregator {
     /// Reaches the upstreams first, so that what is announced (the tasks extension) is what
     /// they offer.
     async fn discover(&self, context: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         drop(self.reachable().await);
         Ok(DiscoverResult::from_server_info(self.supported_protocol_versions().into_owned(), self.get_info()))
     }
@@ -110,7 +142,7 @@ impl ServerHandler for Aggregator {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         for slot in &self.0.slots {
             if let Some(client) = &slot.state.lock().await.client {
                 client.relay().attach(&context.peer);
@@ -127,7 +159,7 @@ impl ServerHandler for Aggregator {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         let gathered = self.gather("tools/list", |client| async move { client.peer().list_all_tools().await }).await;
         let tools: Vec<Tool> = gathered
             .into_iter()
@@ -152,7 +184,13 @@ impl ServerHandler for Aggregator {
         };
         request.name = inner.to_owned().into();
         request.meta = None;
-        match self.forward(index, ClientRequest::CallToolRequest(CallToolRequest::new(request)), &context).await? {
+        let forwarded =
+            self.forward(index, ClientRequest::CallToolRequest(CallToolRequest::new(request)), &context).await;
+        let forwarded = match forwarded {
+            Err(error) => return connect_first(error, &context),
+            Ok(result) => result,
+        };
+        match forwarded {
             ServerResult::CallToolResult(mut result) => {
                 mark_complete(&mut result.result_type);
                 Ok(CallToolResponse::Complete(result))
@@ -171,7 +209,7 @@ impl ServerHandler for Aggregator {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         let gathered =
             self.gather("prompts/list", |client| async move { client.peer().list_all_prompts().await }).await;
         let prompts = gathered
@@ -211,7 +249,7 @@ impl ServerHandler for Aggregator {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         let gathered =
             self.gather("resources/list", |client| async move { client.peer().list_all_resources().await }).await;
         let mut owners = lock(&self.0.resource_owners);
@@ -237,7 +275,7 @@ impl ServerHandler for Aggregator {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         let gathered =
             self.gather("resources/templates/list", |client| async move {
                 client.peer().list_all_resource_templates().await
@@ -302,7 +340,7 @@ impl ServerHandler for Aggregator {
         mut request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.note(&context.peer);
+        self.note(&context.peer, &context.extensions);
         request.meta = None;
         for (index, client) in self.reachable().await {
             if client.peer_info().is_some_and(|info| info.capabilities.logging.is_none()) {

@@ -281,7 +281,7 @@ fn reconnect_attempts_back_off_while_an_upstream_keeps_failing() {
 
 #[tokio::test]
 async fn a_shared_stateless_aggregator_connects_once_and_speaks_2026() {
-    let aggregator = Aggregator::lazy(vec![upstream("demo", UpstreamSpec::Demo)], Lifecycle::Stateless);
+    let aggregator = Aggregator::lazy(vec![upstream("demo", UpstreamSpec::Demo)], Lifecycle::Stateless, None);
     let first = step(aggregator.client(0)).await.unwrap();
     let again = step(aggregator.client(0)).await.unwrap();
     assert!(Arc::ptr_eq(&first, &again), "the connection is reused");
