@@ -48,6 +48,12 @@ export async function callbackServer() {
   const waiting = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, `http://127.0.0.1:${port}`);
+    // Chromium also asks this origin for /favicon.ico once the page has loaded, at a moment
+    // that depends on load: only the callback itself counts as a hit.
+    if (url.pathname !== '/callback') {
+      res.writeHead(404).end();
+      return;
+    }
     hits.push(url);
     res.writeHead(200, { 'content-type': 'text/html' });
     res.end('<p>Signed in. You can close this window.</p>');

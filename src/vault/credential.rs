@@ -20,8 +20,8 @@ impl SignIn {
     pub fn label(self) -> &'static str {
         match self {
             SignIn::None => "none",
-            SignIn::Headers => "secret headers",
-            SignIn::ClientCredentials => "OAuth client credentials (shared by the workspace)",
+            SignIn::Headers => "secret headers (stored encrypted)",
+            SignIn::ClientCredentials => "OAuth client credentials, shared by the workspace",
             SignIn::AuthorizationCode => "OAuth, each person connects their account",
         }
     }
