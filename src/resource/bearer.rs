@@ -139,6 +139,17 @@ async fn access_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Resul
             Some(g) if g.revoked_at.is_none() && g.workspace_id == ws.id => {}
             _ => return Err(Refusal::InvalidToken("the access token has been revoked; authorize again".into())),
         }
+    } else {
+        // No grant: a client_credentials token. Deleting the client is its revocation, seen on
+        // the next request like a revoked grant (one read, as for the grant).
+        let client = state.store.client_by_id(&claims.client_id).await.map_err(|e| {
+            tracing::error!(error = %e, "client lookup failed");
+            Refusal::InvalidToken("the token could not be checked; retry".into())
+        })?;
+        match client {
+            Some(c) if c.workspace_id.as_deref() == Some(ws.id.as_str()) => {}
+            _ => return Err(Refusal::InvalidToken("the client of this token has been removed".into())),
+        }
     }
     Ok(Principal {
         subject: claims.sub,

@@ -166,6 +166,42 @@ both_backends!(revocation_is_seen_on_the_very_next_request, |app: TestApp| async
     assert!(challenge(&r).contains("revoked"), "{}", challenge(&r));
 });
 
+/// A `client_credentials` token has no grant: deleting its client is what revokes it, and the
+/// gateway sees that on the next request too.
+both_backends!(deleting_a_machine_client_stops_its_tokens_at_once, |app: TestApp| async move {
+    let (id, secret) = gatehouse::oauth::register::create_machine_client(
+        &app.state.store,
+        app.clock.as_ref(),
+        "default",
+        "CI bot",
+        "mcp:read mcp:tools",
+    )
+    .await
+    .unwrap();
+    let res = app
+        .http
+        .post(format!("{}/token", app.url))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials"), ("resource", &app.mcp_url("default"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let at = body["access_token"].as_str().unwrap();
+    let session = open_session(&app, at).await;
+    let r = rpc(&app, "default", Some(at), Some(&session), call(2, "echo", json!({"text": "x"}))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // The same token is refused by another workspace: client_credentials clients belong to one.
+    gatehouse::workspace::create(&app.state.store, app.clock.as_ref(), "other", None).await.unwrap();
+    let other = rpc(&app, "other", Some(at), None, call(3, "echo", json!({"text": "x"}))).await;
+    assert_eq!(other.status, 401);
+    assert!(app.state.store.delete_client(&id).await.unwrap());
+    let r = rpc(&app, "default", Some(at), Some(&session), call(4, "echo", json!({"text": "x"}))).await;
+    assert_eq!(r.status, 401, "the JWT died with its client");
+    assert!(challenge(&r).contains("client of this token has been removed"), "{}", challenge(&r));
+});
+
 both_backends!(machine_tokens_work_until_revoked, |app: TestApp| async move {
     let (token, row) = gatehouse::oauth::machine::create(
         &app.state.store,
