@@ -166,8 +166,8 @@ both_backends!(revocation_is_seen_on_the_very_next_request, |app: TestApp| async
     assert!(challenge(&r).contains("revoked"), "{}", challenge(&r));
 });
 
-/// A `client_credentials` token has no grant: deleting its client is what revokes it, and the
-/// gateway sees that on the next request too.
+// A `client_credentials` token has no grant: deleting its client is what revokes it, and the
+// gateway sees that on the next request too.
 both_backends!(deleting_a_machine_client_stops_its_tokens_at_once, |app: TestApp| async move {
     let (id, secret) = gatehouse::oauth::register::create_machine_client(
         &app.state.store,
