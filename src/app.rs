@@ -251,7 +251,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .with_state(state)
         .layer(axum::middleware::from_fn(web::security_headers))
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: query strings carry authorization codes and state
+        // (`/oauth/upstream/callback?code=...`), which must not reach the logs at any level.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
         .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE, header::LOCATION]))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
 }
