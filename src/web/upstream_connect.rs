@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use askama::Template;
 use axum::extract::{ConnectInfo, OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::PageError;
@@ -33,6 +33,27 @@ pub struct ConnectPage {
     pub scope: Option<String>,
     pub expires: Option<String>,
     pub error: Option<String>,
+    /// Origin of the upstream's authorization endpoint, where the Connect form's redirect goes.
+    pub sign_in_origin: Option<String>,
+}
+
+/// Browsers apply `form-action` to the redirect that follows a form post, so the page with the
+/// Connect button must allow the upstream's authorization server besides ourselves.
+fn render_connect(page: &ConnectPage) -> Response {
+    let mut res = render(page);
+    if let Some(origin) = &page.sign_in_origin {
+        let csp = super::DEFAULT_CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"));
+        if let Ok(value) = HeaderValue::from_str(&csp) {
+            res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
+    res
+}
+
+/// The origin of an http(s) URL, as CSP names it.
+fn origin_of(endpoint: &str) -> Option<String> {
+    let url = url::Url::parse(endpoint).ok()?;
+    matches!(url.scheme(), "http" | "https").then(|| url.origin().ascii_serialization())
 }
 
 async fn upstream_id(state: &AppState, viewer: &Viewer, name: &str) -> Result<String, Reject> {
@@ -48,7 +69,9 @@ async fn page(state: &AppState, viewer: &Viewer, name: &str, nav: Nav) -> Result
     let credential = state.vault.credential(&id).await.map_err(vault_error)?;
     let status = state.vault.status(&id, Owner::Person(&viewer.user().id)).await.map_err(vault_error)?;
     let now = state.clock.now();
+    let sign_in_origin = credential.as_ref().and_then(|c| c.authorization_endpoint.as_deref()).and_then(origin_of);
     Ok(ConnectPage {
+        sign_in_origin,
         nav,
         slug: viewer.ws.slug.clone(),
         name: name.to_owned(),
@@ -72,7 +95,7 @@ pub async fn connect_page(
 ) -> Result<Response, Reject> {
     let viewer = Viewer::load(&state, &headers, &uri, &slug).await?;
     let nav = Nav::for_workspace(&viewer, "upstreams").with_notice(done.notice());
-    Ok(render(&page(&state, &viewer, &name, nav).await?))
+    Ok(render_connect(&page(&state, &viewer, &name, nav).await?))
 }
 
 /// POST: starts the authorization at the upstream's server.
@@ -104,7 +127,7 @@ pub async fn connect_start(
         Err(error) => {
             let mut page = page(&state, &viewer, &name, Nav::for_workspace(&viewer, "upstreams")).await?;
             page.error = Some(error.to_string());
-            let mut res = render(&page);
+            let mut res = render_connect(&page);
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(res)
         }

@@ -80,6 +80,11 @@ async fn alice(app: &TestApp) -> (Browser, String) {
 both_backends!(a_person_connects_their_upstream_account, |app: TestApp| async move {
     let setup = setup(&app).await;
     let (browser, alice_id) = alice(&app).await;
+    // Browsers apply the page's form-action to the redirect after the Connect form: the page
+    // must allow the upstream's authorization server (and nothing else besides itself).
+    let page = browser.get(&format!("{}/w/default/upstreams/up/connect", app.url)).await;
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains(&format!("form-action 'self' {};", setup.upstream.url)), "{csp}");
     let authorize = press_connect(&app, &browser).await;
     assert!(authorize.starts_with(&format!("{}/authorize?", setup.upstream.url)), "{authorize}");
     assert_eq!(query_param(&authorize, "code_challenge_method").as_deref(), Some("S256"));
