@@ -13,8 +13,10 @@ export const VAULT_CLIENT_ID = 'gatehouse-vault';
 export const UPSTREAM_SCOPE = 'files:read';
 
 /**
- * @param {{resource: () => string, accessTokenTtl: number}} o  resource: the upstream MCP server's
- *   URL (known once it listens), the only resource indicator accepted
+ * Picks the port (the issuer URL) now; `listen({gatehouseUrl, resource})` starts the provider
+ * once Gatehouse's URL and the upstream MCP server's URL (the only resource indicator it
+ * accepts) are known.
+ * @param {{accessTokenTtl: number}} o  seconds an access token lives
  */
 export async function prepareUpstreamAs({ accessTokenTtl }) {
   const port = await freePort();
@@ -48,7 +50,8 @@ export async function prepareUpstreamAs({ accessTokenTtl }) {
         findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
         features: {
           devInteractions: { enabled: true },
-          revocation: { enabled: true },
+          // Only the client a token was issued to may revoke it.
+          revocation: { enabled: true, allowedPolicy: (_ctx, client, token) => token.clientId === client.clientId },
           resourceIndicators: {
             enabled: true,
             defaultResource: () => undefined,

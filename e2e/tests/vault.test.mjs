@@ -135,6 +135,7 @@ for (const [index, backend] of backends().entries()) {
       const refreshes = as.tokenRequests.filter((r) => r.grant_type === 'refresh_token');
       assert.ok(refreshes.length >= 1 && refreshes.every((r) => r.ok), JSON.stringify(as.tokenRequests));
       assert.ok(as.refreshTokens.length >= 2, 'the refresh token was rotated');
+      assert.deepEqual(upstream.refused, [], 'refreshed before it expired: the upstream never saw a stale token');
       assert.equal(await status(), 'Connected');
     });
 
@@ -160,6 +161,22 @@ for (const [index, backend] of backends().entries()) {
       const again = await callWhoami();
       assert.equal(again.isError, true);
       assert.equal(as.tokenRequests.filter((r) => r.grant_type === 'refresh_token' && !r.ok).length, 1);
+    });
+
+    t_('the person reconnects and the same MCP session works again', async () => {
+      await page.goto(connectUrl());
+      await Promise.all([
+        page.waitForURL((u) => u.href.startsWith(`${as.issuer}/`)),
+        page.getByRole('button', { name: 'Reconnect' }).click(),
+      ]);
+      await approveAtUpstream(page, { gatehouseUrl: gh.url, issuer: as.issuer, login: UPSTREAM_LOGIN });
+      await page.getByText('Your account is connected').waitFor();
+      assert.equal(await status(), 'Connected');
+      const codes = as.tokenRequests.filter((r) => r.grant_type === 'authorization_code' && r.ok);
+      assert.equal(codes.length, 2, 'a second code, from the reconnection');
+      const answer = await callWhoami();
+      assert.notEqual(answer.isError, true, toolText(answer));
+      assert.equal(JSON.parse(toolText(answer)).sub, UPSTREAM_LOGIN);
     });
   });
 }
