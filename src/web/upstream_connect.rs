@@ -110,7 +110,11 @@ pub async fn connect_start(
     let discovered = discover_if_needed(&state, &viewer, &id).await;
     let started = match discovered {
         Err(error) => Err(error),
-        Ok(()) => {
+        // The page this form came from could not name the server just discovered in its
+        // form-action, so a browser would block the redirect there: back to the page (which
+        // now names it), where Connect goes straight to the server.
+        Ok(true) => return Ok(viewer.back_to(&format!("upstreams/{name}/connect?done=upstream-discovered"))),
+        Ok(false) => {
             connect::begin(
                 &state.vault,
                 &state.store,
@@ -136,9 +140,10 @@ pub async fn connect_start(
 
 /// An HTTP upstream without sign-in settings may still want a token (it answers 401): then
 /// its sign-in is discovered and registered the MCP way, once, by whoever connects first.
-async fn discover_if_needed(state: &AppState, viewer: &Viewer, upstream_id: &str) -> Result<(), ConnectError> {
+/// `Ok(true)` when that happened now.
+async fn discover_if_needed(state: &AppState, viewer: &Viewer, upstream_id: &str) -> Result<bool, ConnectError> {
     if state.vault.credential(upstream_id).await?.is_some() {
-        return Ok(());
+        return Ok(false);
     }
     let Some(row) = state.store.upstream_by_id(upstream_id).await?.filter(|row| row.workspace_id == viewer.ws.id)
     else {
@@ -147,7 +152,7 @@ async fn discover_if_needed(state: &AppState, viewer: &Viewer, upstream_id: &str
     let Some(url) = row.url.filter(|_| row.kind == "http") else { return Err(ConnectError::NotConnectable) };
     let loopback = state.settings.cimd.allow_loopback_hosts.clone();
     match connect::discover_sign_in(&state.vault, upstream_id, &url, &state.settings.public_url, loopback).await? {
-        true => Ok(()),
+        true => Ok(true),
         false => Err(ConnectError::NotConnectable),
     }
 }
