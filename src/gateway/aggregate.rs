@@ -37,7 +37,7 @@ use std::{
 
 use rmcp::{
     ErrorData, Peer, RoleServer,
-    model::{ClientRequest, GetExtensions, ResultType, ServerResult, Tool},
+    model::{ClientRequest, ErrorCode, GetExtensions, ResultType, ServerResult, Tool},
     service::RequestContext,
 };
 use tokio::{sync::Mutex as AsyncMutex, task::JoinSet, time::Instant};
@@ -47,7 +47,8 @@ pub use names::Naming;
 use super::{
     demo::{self, Caller},
     upstream::{
-        CredentialResolver, Lifecycle, Listeners, Upstream, UpstreamClient, UpstreamError, connect, unavailable,
+        CredentialResolver, Lifecycle, Listeners, SignInRequired, Upstream, UpstreamClient, UpstreamError, connect,
+        unavailable,
     },
 };
 
@@ -265,16 +266,7 @@ impl Aggregator {
                         Ok(bearer) => bearer,
                         // Not a broken upstream: no backoff, so a person who has just
                         // connected their account is served on their next request.
-                        Err(required) => {
-                            let connect_url = required.connect_url.clone();
-                            let error = UpstreamError::SignIn { upstream: slot.upstream.name.clone(), required };
-                            let mut refusal = unavailable(&slot.upstream.name, &error.to_string());
-                            if let Some(url) = connect_url {
-                                refusal.data =
-                                    Some(serde_json::json!({ "upstream": slot.upstream.name, CONNECT_URL_KEY: url }));
-                            }
-                            return Err(refusal);
-                        }
+                        Err(required) => return Err(sign_in_refusal(&slot.upstream.name, required)),
                     }
                 }
                 None => None,
@@ -367,7 +359,28 @@ impl Aggregator {
         if let Some(caller) = demo::caller(&context.extensions) {
             request.extensions_mut().insert(caller.clone());
         }
-        client.forward(request, context).await
+        match client.forward(request, context).await {
+            // A live session whose token can no longer be renewed (the upstream revoked the
+            // grant) fails inside the transport: ask the vault why, so that the person gets
+            // the Connect link rather than "unavailable".
+            Err(error) if error.code == ErrorCode::INTERNAL_ERROR => match self.sign_in_required_now(index).await {
+                Some(refusal) => Err(refusal),
+                None => Err(error),
+            },
+            other => other,
+        }
+    }
+
+    /// The refusal with the Connect link, when the caller must (re)connect their account at
+    /// upstream `index` now.
+    async fn sign_in_required_now(&self, index: usize) -> Option<ErrorData> {
+        let credentials = self.0.credentials.as_ref()?;
+        let slot = self.0.slots.get(index)?;
+        let caller = lock(&self.0.caller).clone();
+        match credentials.resolve(&slot.upstream, caller.as_ref()).await {
+            Err(required) if required.connect_url.is_some() => Some(sign_in_refusal(&slot.upstream.name, required)),
+            Err(_) | Ok(_) => None,
+        }
     }
 
     /// The upstream a resource URI belongs to, if it can be told without asking.
@@ -396,6 +409,18 @@ impl Aggregator {
         }
         reachable
     }
+}
+
+/// The error for a request to an upstream the caller cannot be signed in to; with the
+/// Connect link in its data when the person can fix it there.
+fn sign_in_refusal(upstream: &str, required: SignInRequired) -> ErrorData {
+    let connect_url = required.connect_url.clone();
+    let error = UpstreamError::SignIn { upstream: upstream.to_owned(), required };
+    let mut refusal = unavailable(upstream, &error.to_string());
+    if let Some(url) = connect_url {
+        refusal.data = Some(serde_json::json!({ "upstream": upstream, CONNECT_URL_KEY: url }));
+    }
+    refusal
 }
 
 /// Results from upstreams on the session-based revisions carry no `resultType`; 2026-07-28

@@ -92,6 +92,9 @@ pub fn notice(key: Option<&str>) -> Option<&'static str> {
         "upstream-added" => "The upstream was added and tested. New MCP sessions see its tools.",
         "upstream-changed" => "The upstream was changed and tested. New MCP sessions use the new settings.",
         "upstream-removed" => "The upstream was removed. New MCP sessions no longer see it.",
+        "upstream-discovered" => {
+            "Gatehouse found where this upstream signs in and registered there. Press Connect to sign in."
+        }
         "upstream-connected" => "Your account is connected. Your calls to this upstream now use it.",
         "upstream-disconnected" => "Your account was disconnected. Gatehouse no longer holds its tokens.",
         "member-removed" => "The member was removed, with their apps, sessions and machine tokens here.",

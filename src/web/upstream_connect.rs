@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use askama::Template;
 use axum::extract::{ConnectInfo, OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::PageError;
@@ -33,6 +33,27 @@ pub struct ConnectPage {
     pub scope: Option<String>,
     pub expires: Option<String>,
     pub error: Option<String>,
+    /// Origin of the upstream's authorization endpoint, where the Connect form's redirect goes.
+    pub sign_in_origin: Option<String>,
+}
+
+/// Browsers apply `form-action` to the redirect that follows a form post, so the page with the
+/// Connect button must allow the upstream's authorization server besides ourselves.
+fn render_connect(page: &ConnectPage) -> Response {
+    let mut res = render(page);
+    if let Some(origin) = &page.sign_in_origin {
+        let csp = super::DEFAULT_CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"));
+        if let Ok(value) = HeaderValue::from_str(&csp) {
+            res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
+    res
+}
+
+/// The origin of an http(s) URL, as CSP names it.
+fn origin_of(endpoint: &str) -> Option<String> {
+    let url = url::Url::parse(endpoint).ok()?;
+    matches!(url.scheme(), "http" | "https").then(|| url.origin().ascii_serialization())
 }
 
 async fn upstream_id(state: &AppState, viewer: &Viewer, name: &str) -> Result<String, Reject> {
@@ -48,7 +69,9 @@ async fn page(state: &AppState, viewer: &Viewer, name: &str, nav: Nav) -> Result
     let credential = state.vault.credential(&id).await.map_err(vault_error)?;
     let status = state.vault.status(&id, Owner::Person(&viewer.user().id)).await.map_err(vault_error)?;
     let now = state.clock.now();
+    let sign_in_origin = credential.as_ref().and_then(|c| c.authorization_endpoint.as_deref()).and_then(origin_of);
     Ok(ConnectPage {
+        sign_in_origin,
         nav,
         slug: viewer.ws.slug.clone(),
         name: name.to_owned(),
@@ -72,7 +95,7 @@ pub async fn connect_page(
 ) -> Result<Response, Reject> {
     let viewer = Viewer::load(&state, &headers, &uri, &slug).await?;
     let nav = Nav::for_workspace(&viewer, "upstreams").with_notice(done.notice());
-    Ok(render(&page(&state, &viewer, &name, nav).await?))
+    Ok(render_connect(&page(&state, &viewer, &name, nav).await?))
 }
 
 /// POST: starts the authorization at the upstream's server.
@@ -87,7 +110,11 @@ pub async fn connect_start(
     let discovered = discover_if_needed(&state, &viewer, &id).await;
     let started = match discovered {
         Err(error) => Err(error),
-        Ok(()) => {
+        // The page this form came from could not name the server just discovered in its
+        // form-action, so a browser would block the redirect there: back to the page (which
+        // now names it), where Connect goes straight to the server.
+        Ok(true) => return Ok(viewer.back_to(&format!("upstreams/{name}/connect?done=upstream-discovered"))),
+        Ok(false) => {
             connect::begin(
                 &state.vault,
                 &state.store,
@@ -104,7 +131,7 @@ pub async fn connect_start(
         Err(error) => {
             let mut page = page(&state, &viewer, &name, Nav::for_workspace(&viewer, "upstreams")).await?;
             page.error = Some(error.to_string());
-            let mut res = render(&page);
+            let mut res = render_connect(&page);
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(res)
         }
@@ -113,9 +140,10 @@ pub async fn connect_start(
 
 /// An HTTP upstream without sign-in settings may still want a token (it answers 401): then
 /// its sign-in is discovered and registered the MCP way, once, by whoever connects first.
-async fn discover_if_needed(state: &AppState, viewer: &Viewer, upstream_id: &str) -> Result<(), ConnectError> {
+/// `Ok(true)` when that happened now.
+async fn discover_if_needed(state: &AppState, viewer: &Viewer, upstream_id: &str) -> Result<bool, ConnectError> {
     if state.vault.credential(upstream_id).await?.is_some() {
-        return Ok(());
+        return Ok(false);
     }
     let Some(row) = state.store.upstream_by_id(upstream_id).await?.filter(|row| row.workspace_id == viewer.ws.id)
     else {
@@ -124,7 +152,7 @@ async fn discover_if_needed(state: &AppState, viewer: &Viewer, upstream_id: &str
     let Some(url) = row.url.filter(|_| row.kind == "http") else { return Err(ConnectError::NotConnectable) };
     let loopback = state.settings.cimd.allow_loopback_hosts.clone();
     match connect::discover_sign_in(&state.vault, upstream_id, &url, &state.settings.public_url, loopback).await? {
-        true => Ok(()),
+        true => Ok(true),
         false => Err(ConnectError::NotConnectable),
     }
 }

@@ -24,3 +24,4 @@ mod register;
 mod storage;
 mod vault;
 mod vault_connect;
+mod vault_session;

@@ -16,12 +16,12 @@ use crate::both_backends;
 use crate::gateway::{open_session, rpc};
 use crate::helpers::*;
 
-fn call(id: u64, tool: &str) -> Value {
+pub(crate) fn call(id: u64, tool: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
 }
 
 /// An access token of the gateway itself for `email` (a member of `default`).
-async fn gateway_token(app: &TestApp, email: &str) -> String {
+pub(crate) async fn gateway_token(app: &TestApp, email: &str) -> String {
     app.member(email, "default").await;
     let client = app.public_client().await;
     let code = app.code_for(email, &client).await;
@@ -31,7 +31,7 @@ async fn gateway_token(app: &TestApp, email: &str) -> String {
 
 /// Tokens of the upstream service for `email`, through its real code flow (what the Connect
 /// button will do), with its `resource` set to its MCP URL.
-async fn upstream_tokens(upstream: &TestApp, email: &str, client: &str) -> TokenResponse {
+pub(crate) async fn upstream_tokens(upstream: &TestApp, email: &str, client: &str) -> TokenResponse {
     upstream.member(email, "default").await;
     let code = upstream.code_for(email, client).await;
     let res = upstream.exchange_with(client, &code, &[("resource", &upstream.mcp_url("default"))]).await;
@@ -41,7 +41,7 @@ async fn upstream_tokens(upstream: &TestApp, email: &str, client: &str) -> Token
 
 /// Replaces the gateway's upstreams with one HTTP upstream `up` pointing at `upstream`'s MCP
 /// endpoint; returns its id.
-async fn add_upstream(app: &TestApp, upstream: &TestApp) -> (String, String) {
+pub(crate) async fn add_upstream(app: &TestApp, upstream: &TestApp) -> (String, String) {
     let store = &app.state.store;
     let ws = store.workspace_by_slug("default").await.unwrap().unwrap();
     assert!(store.delete_upstream(&ws.id, "demo").await.unwrap());
@@ -50,7 +50,7 @@ async fn add_upstream(app: &TestApp, upstream: &TestApp) -> (String, String) {
     (ws.id, row.id)
 }
 
-fn person_credential(upstream: &TestApp, client: &str) -> OAuthCredential {
+pub(crate) fn person_credential(upstream: &TestApp, client: &str) -> OAuthCredential {
     OAuthCredential {
         grant: GrantKind::AuthorizationCode,
         issuer: Some(upstream.url.clone()),
@@ -73,7 +73,7 @@ async fn whoami(app: &TestApp, token: &str) -> Value {
 }
 
 /// The text of a failed call: a JSON-RPC error's message, or a tool error's text.
-fn failure_text(answer: &Value) -> String {
+pub(crate) fn failure_text(answer: &Value) -> String {
     if let Some(message) = answer["error"]["message"].as_str() {
         return message.to_owned();
     }

@@ -80,6 +80,11 @@ async fn alice(app: &TestApp) -> (Browser, String) {
 both_backends!(a_person_connects_their_upstream_account, |app: TestApp| async move {
     let setup = setup(&app).await;
     let (browser, alice_id) = alice(&app).await;
+    // Browsers apply the page's form-action to the redirect after the Connect form: the page
+    // must allow the upstream's authorization server (and nothing else besides itself).
+    let page = browser.get(&format!("{}/w/default/upstreams/up/connect", app.url)).await;
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains(&format!("form-action 'self' {};", setup.upstream.url)), "{csp}");
     let authorize = press_connect(&app, &browser).await;
     assert!(authorize.starts_with(&format!("{}/authorize?", setup.upstream.url)), "{authorize}");
     assert_eq!(query_param(&authorize, "code_challenge_method").as_deref(), Some("S256"));
@@ -206,6 +211,15 @@ both_backends!(
         let row = registry::add(store, &app.state.sealer, app.clock.as_ref(), &ws.id, "up", &spec).await.unwrap();
         let (browser, alice_id) = alice(&app).await;
         let setup = Setup { upstream, upstream_id: row.id.clone() };
+        // The first press discovers and registers, then comes back to the page: the page it was
+        // pressed on could not allow the then unknown server in its form-action (browsers would
+        // block the redirect), the page now does.
+        let back = press_connect(&app, &browser).await;
+        assert_eq!(back, "/w/default/upstreams/up/connect?done=upstream-discovered");
+        let page = browser.get(&format!("{}{back}", app.url)).await;
+        let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains(&format!("form-action 'self' {};", setup.upstream.url)), "{csp}");
+        assert!(page.text().await.unwrap().contains("Press Connect to sign in"));
         let authorize = press_connect(&app, &browser).await;
         assert!(authorize.starts_with(&format!("{}/authorize?", setup.upstream.url)), "{authorize}");
         assert_eq!(query_param(&authorize, "resource"), Some(setup.upstream.mcp_url("default")));
