@@ -155,6 +155,8 @@ for (const [index, backend] of backends().entries()) {
       assert.deepEqual(failed.map((r) => r.error), ['invalid_grant'], 'one refresh, refused; no retry storm');
 
       assert.match(await status(), /^Needs reconnecting/);
+      const facts = await page.locator('dl.facts').innerText();
+      assert.ok(!facts.includes('renewed automatically'), `no promise of renewal for a dead grant: ${facts}`);
       await shot(page, 'upstream-needs-reconnect');
       assert.match(gh.logs(), /upstream_needs_reconnect/);
       // A second call does not try the dead grant again.
