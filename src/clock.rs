@@ -1,49 +1,9 @@
 //! Time is a parameter: everything that expires asks a [`Clock`], so tests move time
-//! forward instead of sleeping.
+//! forward instead of sleeping. The clock types are the guard crate's, so one clock drives
+//! both Gatehouse and the external-issuer checks it runs through that crate.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Seconds since the Unix epoch.
-    fn now(&self) -> i64;
-}
+pub use mcp_resource_guard::clock::{Clock, ManualClock, SystemClock};
 
 pub type SharedClock = Arc<dyn Clock>;
-
-#[derive(Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    }
-}
-
-/// A clock that only moves when told to; for tests.
-#[derive(Debug)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn starting_now() -> Self {
-        ManualClock(AtomicI64::new(SystemClock.now()))
-    }
-
-    pub fn now_secs(&self) -> i64 {
-        self.now()
-    }
-
-    pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}

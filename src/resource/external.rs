@@ -3,7 +3,7 @@
 //! changes, so the issuer's keys are fetched once per workspace and shared by its requests.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use mcp_resource_guard::introspect::IntrospectionConfig;
 use mcp_resource_guard::issuer::check_endpoint_url;
@@ -113,21 +113,12 @@ pub async fn refuse_if_trusted(store: &Store, ws: &WorkspaceRow) -> Result<(), c
 pub struct ExternalIssuers {
     validators: Mutex<HashMap<String, (WorkspaceIssuerRow, IssuerValidator)>>,
     settings: ExternalIssuerSettings,
-    clock: Arc<ClockAdapter>,
-}
-
-/// Our clock, as the guard crate's.
-struct ClockAdapter(SharedClock);
-
-impl mcp_resource_guard::Clock for ClockAdapter {
-    fn now(&self) -> i64 {
-        self.0.now()
-    }
+    clock: SharedClock,
 }
 
 impl ExternalIssuers {
     pub fn new(settings: ExternalIssuerSettings, clock: SharedClock) -> Self {
-        ExternalIssuers { validators: Mutex::new(HashMap::new()), settings, clock: Arc::new(ClockAdapter(clock)) }
+        ExternalIssuers { validators: Mutex::new(HashMap::new()), settings, clock }
     }
 
     /// The validator for a workspace's current setting (built on first use or after a change).

@@ -12,17 +12,7 @@ use crate::crypto::constant_time_eq;
 pub const LEEWAY_SECS: i64 = 60;
 
 /// Asymmetric algorithms only: never `none`, never HMAC (a public key is no shared secret).
-pub const SUPPORTED_ALGS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+pub use mcp_resource_guard::issuer::DEFAULT_ALGORITHMS as SUPPORTED_ALGS;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdTokenError {
