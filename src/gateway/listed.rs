@@ -17,10 +17,15 @@ use crate::store::Store;
 /// when next used).
 pub const MAX_WORKSPACES: usize = 1024;
 
+/// A workspace's upstreams as listed, shared by every request at its version.
+pub type Listing = Arc<Vec<Upstream>>;
+
+/// workspace id -> (version, its upstreams at that version or later).
+type ByWorkspace = HashMap<String, (i64, Listing)>;
+
 #[derive(Default)]
 pub struct ListedUpstreams {
-    /// workspace id -> (version, its upstreams at that version or later).
-    by_workspace: Mutex<HashMap<String, (i64, Arc<Vec<Upstream>>)>>,
+    by_workspace: Mutex<ByWorkspace>,
     /// How many times the upstreams were read from the database (for tests and metrics).
     loads: AtomicU64,
 }
@@ -34,7 +39,7 @@ impl ListedUpstreams {
         sealer: &Sealer,
         workspace_id: &str,
         version: i64,
-    ) -> Result<Arc<Vec<Upstream>>, RegistryError> {
+    ) -> Result<Listing, RegistryError> {
         if let Some((kept, upstreams)) = self.lock().get(workspace_id)
             && *kept == version
         {
@@ -68,7 +73,7 @@ impl ListedUpstreams {
         self.loads.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, Arc<Vec<Upstream>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByWorkspace> {
         self.by_workspace.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -22,7 +22,8 @@ use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
 use super::aggregate::Aggregator;
-use super::upstream::{CredentialResolver, Lifecycle, Upstream};
+use super::listed::Listing;
+use super::upstream::{CredentialResolver, Lifecycle};
 
 pub type WorkspaceService = StreamableHttpService<Aggregator, LocalSessionManager>;
 
@@ -32,14 +33,14 @@ pub const MAX_STATELESS: usize = 256;
 pub const STATELESS_IDLE: Duration = Duration::from_secs(15 * 60);
 
 struct Stateless {
-    upstreams: Arc<Vec<Upstream>>,
+    upstreams: Listing,
     service: WorkspaceService,
     last_used: Instant,
 }
 
 #[derive(Default)]
 pub struct WorkspaceServers {
-    services: Mutex<HashMap<String, (Arc<Vec<Upstream>>, WorkspaceService)>>,
+    services: Mutex<HashMap<String, (Listing, WorkspaceService)>>,
     /// (workspace id, principal) -> the shared server for their stateless requests.
     stateless: Mutex<HashMap<(String, String), Stateless>>,
     /// Cancelled at shutdown; every service's streams end with it.
@@ -47,7 +48,7 @@ pub struct WorkspaceServers {
 }
 
 /// The same configuration: usually the very listing kept in `listed`, else compared.
-fn same(current: &Arc<Vec<Upstream>>, upstreams: &Arc<Vec<Upstream>>) -> bool {
+fn same(current: &Listing, upstreams: &Listing) -> bool {
     Arc::ptr_eq(current, upstreams) || current == upstreams
 }
 
@@ -71,7 +72,7 @@ impl WorkspaceServers {
     pub fn for_config(
         &self,
         workspace_id: &str,
-        upstreams: Arc<Vec<Upstream>>,
+        upstreams: Listing,
         credentials: Option<Arc<dyn CredentialResolver>>,
     ) -> WorkspaceService {
         let mut services = lock(&self.services);
@@ -93,7 +94,7 @@ impl WorkspaceServers {
         &self,
         workspace_id: &str,
         principal: &str,
-        upstreams: Arc<Vec<Upstream>>,
+        upstreams: Listing,
         credentials: Option<Arc<dyn CredentialResolver>>,
     ) -> WorkspaceService {
         let now = Instant::now();
