@@ -46,6 +46,8 @@ pub struct AppState {
     pub client_usage: Arc<oauth::usage::ClientUsage>,
     /// Each workspace's MCP server: its upstreams, aggregated.
     pub workspaces: Arc<gateway::workspaces::WorkspaceServers>,
+    /// Each workspace's upstreams as last listed, per `upstreams_version`.
+    pub listed_upstreams: Arc<gateway::listed::ListedUpstreams>,
     pub sessions: Arc<gateway::sessions::SessionBindings>,
     /// Load shedding at the MCP endpoint.
     pub admission: Arc<gateway::admission::Admission>,
@@ -137,6 +139,7 @@ impl AppState {
             login_throttle: Arc::new(LoginThrottle::default()),
             client_usage: Arc::new(oauth::usage::ClientUsage::default()),
             workspaces: Arc::new(gateway::workspaces::WorkspaceServers::new(shutdown.clone())),
+            listed_upstreams: Arc::new(gateway::listed::ListedUpstreams::default()),
             sessions: Arc::new(gateway::sessions::SessionBindings::default()),
             admission: Arc::new(gateway::admission::Admission::default()),
             upstream_health: Arc::new(web::health::HealthBoard::default()),

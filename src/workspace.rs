@@ -90,6 +90,7 @@ pub async fn create(
         slug: slug.to_owned(),
         name: name.unwrap_or(slug).to_owned(),
         created_at: clock.now(),
+        upstreams_version: 0,
     };
     store.insert_workspace(&row).await?;
     Ok(row)

@@ -10,7 +10,6 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::demo::Caller;
-use super::registry;
 use super::sessions::Binding;
 use crate::app::AppState;
 use crate::oauth::scope::DEFAULT_SCOPE;
@@ -33,10 +32,11 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
     };
     let resource_metadata = metadata_url(&state.settings.public_url, &slug);
     let ctx = ChallengeContext { resource_metadata: &resource_metadata, default_scope: DEFAULT_SCOPE };
-    let Admitted { request: req, owner, workspace_id, opens_session } = match admit(&state, &slug, req).await {
-        Ok(admitted) => admitted,
-        Err(refusal) => return refusal.into_response_with(&ctx),
-    };
+    let Admitted { request: req, owner, workspace_id, upstreams_version, opens_session } =
+        match admit(&state, &slug, req).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal.into_response_with(&ctx),
+        };
     let now = state.clock.now();
     let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let service = match &session {
@@ -49,8 +49,9 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
             }
         },
         // A new session, or a stateless request, uses the workspace's current upstreams;
-        // stateless requests share one server per principal (see `workspaces`).
-        None => match registry::list(&state.store, &state.sealer, &workspace_id).await {
+        // stateless requests share one server per principal (see `workspaces`). Listed again
+        // only when the workspace row's version moved (see `listed`).
+        None => match state.listed_upstreams.get(&state.store, &state.sealer, &workspace_id, upstreams_version).await {
             Ok(upstreams) if opens_session => {
                 state.workspaces.for_config(&workspace_id, upstreams, Some(state.credentials_for(&workspace_id, &slug)))
             }
@@ -93,6 +94,8 @@ struct Admitted {
     /// Who is calling: the key their MCP sessions and stateless servers are bound to.
     owner: String,
     workspace_id: String,
+    /// The workspace row's `upstreams_version`, read with it.
+    upstreams_version: i64,
     /// A session-based client's `initialize` (or a GET or DELETE, which only sessions have);
     /// anything else without a session id is a stateless (2026-07-28) request.
     opens_session: bool,
@@ -131,7 +134,13 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
     });
     let owner = format!("{}\0{}\0{}", principal.workspace_id, principal.client_id, principal.subject);
     parts.extensions.insert(principal);
-    Ok(Admitted { request: Request::from_parts(parts, body), owner, workspace_id: ws.id, opens_session })
+    Ok(Admitted {
+        request: Request::from_parts(parts, body),
+        owner,
+        workspace_id: ws.id,
+        upstreams_version: ws.upstreams_version,
+        opens_session,
+    })
 }
 
 /// An `initialize` request of the session-based revisions: it names its protocol version in

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod aggregate;
 pub mod demo;
 pub mod endpoint;
+pub mod listed;
 pub mod probe;
 pub mod registry;
 pub mod sessions;

@@ -22,7 +22,8 @@ use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
 use super::aggregate::Aggregator;
-use super::upstream::{CredentialResolver, Lifecycle, Upstream};
+use super::listed::Listing;
+use super::upstream::{CredentialResolver, Lifecycle};
 
 pub type WorkspaceService = StreamableHttpService<Aggregator, LocalSessionManager>;
 
@@ -32,18 +33,23 @@ pub const MAX_STATELESS: usize = 256;
 pub const STATELESS_IDLE: Duration = Duration::from_secs(15 * 60);
 
 struct Stateless {
-    upstreams: Vec<Upstream>,
+    upstreams: Listing,
     service: WorkspaceService,
     last_used: Instant,
 }
 
 #[derive(Default)]
 pub struct WorkspaceServers {
-    services: Mutex<HashMap<String, (Vec<Upstream>, WorkspaceService)>>,
+    services: Mutex<HashMap<String, (Listing, WorkspaceService)>>,
     /// (workspace id, principal) -> the shared server for their stateless requests.
     stateless: Mutex<HashMap<(String, String), Stateless>>,
     /// Cancelled at shutdown; every service's streams end with it.
     shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// The same configuration: usually the very listing kept in `listed`, else compared.
+fn same(current: &Listing, upstreams: &Listing) -> bool {
+    Arc::ptr_eq(current, upstreams) || current == upstreams
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -66,16 +72,16 @@ impl WorkspaceServers {
     pub fn for_config(
         &self,
         workspace_id: &str,
-        upstreams: Vec<Upstream>,
+        upstreams: Listing,
         credentials: Option<Arc<dyn CredentialResolver>>,
     ) -> WorkspaceService {
         let mut services = lock(&self.services);
         if let Some((current, service)) = services.get(workspace_id)
-            && *current == upstreams
+            && same(current, &upstreams)
         {
             return service.clone();
         }
-        let factory_upstreams = upstreams.clone();
+        let factory_upstreams = upstreams.as_ref().clone();
         let service =
             self.build(move || Aggregator::lazy(factory_upstreams.clone(), Lifecycle::Session, credentials.clone()));
         services.insert(workspace_id.to_owned(), (upstreams, service.clone()));
@@ -88,14 +94,14 @@ impl WorkspaceServers {
         &self,
         workspace_id: &str,
         principal: &str,
-        upstreams: Vec<Upstream>,
+        upstreams: Listing,
         credentials: Option<Arc<dyn CredentialResolver>>,
     ) -> WorkspaceService {
         let now = Instant::now();
         let key = (workspace_id.to_owned(), principal.to_owned());
         let mut map = lock(&self.stateless);
         if let Some(entry) = map.get_mut(&key)
-            && entry.upstreams == upstreams
+            && same(&entry.upstreams, &upstreams)
         {
             entry.last_used = now;
             return entry.service.clone();
@@ -107,7 +113,7 @@ impl WorkspaceServers {
             };
             map.remove(&oldest);
         }
-        let shared = Aggregator::lazy(upstreams.clone(), Lifecycle::Stateless, credentials);
+        let shared = Aggregator::lazy(upstreams.as_ref().clone(), Lifecycle::Stateless, credentials);
         let service = self.build(move || shared.clone());
         map.insert(key, Stateless { upstreams, service: service.clone(), last_used: now });
         service

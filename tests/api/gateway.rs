@@ -284,7 +284,7 @@ both_backends!(sessions_are_bound_to_who_opened_them, |app: TestApp| async move 
 });
 
 /// Serves the built-in demo over Streamable HTTP on a loopback port, as an upstream would be.
-async fn http_upstream() -> String {
+pub async fn http_upstream() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let service = gatehouse::gateway::demo::service(gatehouse::gateway::demo::config());

@@ -22,6 +22,7 @@ mod page_forms;
 mod pages;
 mod register;
 mod storage;
+mod upstreams_version;
 mod vault;
 mod vault_connect;
 mod vault_session;
