@@ -18,6 +18,8 @@
 //!     .layer(ResourceGuard::new(resource, "https://login.example.com/", validator).layer());
 //! # }
 //! ```
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::await_holding_lock)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod bearer;
 pub mod challenge;
