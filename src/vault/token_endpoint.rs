@@ -211,13 +211,7 @@ fn describe(err: &reqwest::Error) -> String {
     if err.is_timeout() {
         return "the token endpoint did not answer in time".into();
     }
-    let mut cause = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        cause = e.to_string();
-        source = e.source();
-    }
-    cause.chars().take(200).collect()
+    crate::oauth::cimd::fetch::innermost_cause(err)
 }
 
 #[cfg(test)]

@@ -118,13 +118,22 @@ fn network_error(err: reqwest::Error) -> CimdError {
         }
         source = e.source();
     }
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(&err);
+    CimdError::Unreachable(innermost_cause(&err))
+}
+
+/// A failed HTTP exchange's innermost cause (the refused connection, the TLS alert), which says
+/// more than reqwest's own message; at most 200 characters, for an error page or a log line.
+pub(crate) fn innermost_cause(err: &reqwest::Error) -> String {
+    let mut cause = err.to_string();
+    let mut source = std::error::Error::source(err);
     while let Some(e) = source {
-        cause = e.to_string();
+        let message = e.to_string();
+        if !message.is_empty() {
+            cause = message;
+        }
         source = e.source();
     }
-    CimdError::Unreachable(if cause.is_empty() { err.to_string() } else { cause }.chars().take(200).collect())
+    cause.chars().take(200).collect()
 }
 
 #[cfg(test)]

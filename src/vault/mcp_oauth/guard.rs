@@ -12,6 +12,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use url::{Host, Url};
 
+use crate::oauth::cimd::fetch::innermost_cause;
 use crate::oauth::cimd::resolver::{GuardedResolver, special_use};
 
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -155,13 +156,7 @@ fn describe(err: reqwest::Error) -> String {
     if err.is_timeout() {
         return "no answer in time".into();
     }
-    let mut cause = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(e) = source {
-        cause = e.to_string();
-        source = e.source();
-    }
-    cause.chars().take(200).collect()
+    innermost_cause(&err)
 }
 
 #[cfg(test)]
