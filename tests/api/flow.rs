@@ -184,25 +184,8 @@ both_backends!(consent_is_remembered_for_the_same_scopes, |app: TestApp| async m
 });
 
 both_backends!(client_credentials_for_operator_clients, |app: TestApp| async move {
-    let (id, secret) = gatehouse::oauth::register::create_machine_client(
-        &app.state.store,
-        app.clock.as_ref(),
-        "default",
-        "CI bot",
-        "mcp:read",
-    )
-    .await
-    .unwrap();
-    let res = app
-        .http
-        .post(format!("{}/token", app.url))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials"), ("resource", &app.mcp_url("default"))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body = json(res).await;
+    let (id, secret) = app.machine_client("mcp:read").await;
+    let body = app.client_credentials_token(&id, &secret).await;
     assert_eq!(body["scope"], "mcp:read");
     assert!(body.get("refresh_token").is_none());
     let wide = app

@@ -169,25 +169,8 @@ both_backends!(revocation_is_seen_on_the_very_next_request, |app: TestApp| async
 // A `client_credentials` token has no grant: deleting its client is what revokes it, and the
 // gateway sees that on the next request too.
 both_backends!(deleting_a_machine_client_stops_its_tokens_at_once, |app: TestApp| async move {
-    let (id, secret) = gatehouse::oauth::register::create_machine_client(
-        &app.state.store,
-        app.clock.as_ref(),
-        "default",
-        "CI bot",
-        "mcp:read mcp:tools",
-    )
-    .await
-    .unwrap();
-    let res = app
-        .http
-        .post(format!("{}/token", app.url))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials"), ("resource", &app.mcp_url("default"))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
+    let (id, secret) = app.machine_client("mcp:read mcp:tools").await;
+    let body = app.client_credentials_token(&id, &secret).await;
     let at = body["access_token"].as_str().unwrap();
     let session = open_session(&app, at).await;
     let r = rpc(&app, "default", Some(at), Some(&session), call(2, "echo", json!({"text": "x"}))).await;

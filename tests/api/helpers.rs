@@ -276,6 +276,34 @@ impl TestApp {
         res.json::<Value>().await.unwrap()["client_id"].as_str().unwrap().to_owned()
     }
 
+    /// An operator-made `client_credentials` client of `default` ("CI bot"); returns
+    /// (client_id, client_secret).
+    pub async fn machine_client(&self, scope: &str) -> (String, String) {
+        gatehouse::oauth::register::create_machine_client(
+            &self.state.store,
+            self.clock.as_ref(),
+            "default",
+            "CI bot",
+            scope,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A `client_credentials` token for `default`'s MCP URL (asserting 200); the token response.
+    pub async fn client_credentials_token(&self, id: &str, secret: &str) -> Value {
+        let res = self
+            .http
+            .post(format!("{}/token", self.url))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("resource", &self.mcp_url("default"))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
     /// Registers a confidential client; returns (client_id, client_secret).
     pub async fn confidential_client(&self) -> (String, String) {
         let res = self

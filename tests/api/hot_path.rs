@@ -28,27 +28,9 @@ both_backends!(a_remembered_token_still_expires_on_time, |app: TestApp| async mo
 });
 
 both_backends!(client_credentials_tokens_write_nothing_per_token, |app: TestApp| async move {
-    let (id, secret) = gatehouse::oauth::register::create_machine_client(
-        &app.state.store,
-        app.clock.as_ref(),
-        "default",
-        "CI bot",
-        "mcp:read mcp:tools",
-    )
-    .await
-    .unwrap();
-    let issue = || async {
-        let res = app
-            .http
-            .post(format!("{}/token", app.url))
-            .basic_auth(&id, Some(&secret))
-            .form(&[("grant_type", "client_credentials"), ("resource", &app.mcp_url("default"))])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
-    };
+    let (id, secret) = app.machine_client("mcp:read mcp:tools").await;
+    let issue =
+        || async { app.client_credentials_token(&id, &secret).await["access_token"].as_str().unwrap().to_owned() };
     let last_used = || async { app.state.store.client_by_id(&id).await.unwrap().unwrap().last_used_at };
     let first = issue().await;
     let audited = app.count_rows("audit_events").await;
