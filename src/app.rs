@@ -38,6 +38,8 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// Access tokens whose signature was already checked (see `crypto::verified`).
     pub verified_tokens: Arc<VerifiedTokens>,
+    /// Grants, machine clients and machine tokens found alive, per `revocations_version`.
+    pub confirmed: Arc<resource::confirmed::ConfirmedCredentials>,
     pub sealer: Arc<Sealer>,
     pub forms: FormSigner,
     pub clock: SharedClock,
@@ -133,6 +135,7 @@ impl AppState {
             store,
             keys: Arc::new(keys),
             verified_tokens: Arc::new(VerifiedTokens::default()),
+            confirmed: Arc::default(),
             sealer,
             forms,
             clock,

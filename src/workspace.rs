@@ -91,6 +91,7 @@ pub async fn create(
         name: name.unwrap_or(slug).to_owned(),
         created_at: clock.now(),
         upstreams_version: 0,
+        revocations_version: 0,
     };
     store.insert_workspace(&row).await?;
     Ok(row)

@@ -130,18 +130,22 @@ async fn access_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Resul
         return Err(wrong_audience());
     }
     let claims = std::sync::Arc::unwrap_or_clone(claims);
+    let version = ws.revocations_version;
     if let Some(gid) = &claims.gid {
-        let grant = state.store.grant_by_id(gid).await.map_err(|e| {
-            tracing::error!(error = %e, "grant lookup failed");
-            Refusal::InvalidToken("the token could not be checked; retry".into())
-        })?;
-        match grant {
-            Some(g) if g.revoked_at.is_none() && g.workspace_id == ws.id => {}
-            _ => return Err(Refusal::InvalidToken("the access token has been revoked; authorize again".into())),
+        if state.confirmed.grants.get(gid, &ws.id, version).is_none() {
+            let grant = state.store.grant_by_id(gid).await.map_err(|e| {
+                tracing::error!(error = %e, "grant lookup failed");
+                Refusal::InvalidToken("the token could not be checked; retry".into())
+            })?;
+            match grant {
+                Some(g) if g.revoked_at.is_none() && g.workspace_id == ws.id => {}
+                _ => return Err(Refusal::InvalidToken("the access token has been revoked; authorize again".into())),
+            }
+            state.confirmed.grants.remember(gid, &ws.id, version, ());
         }
-    } else {
+    } else if state.confirmed.machine_clients.get(&claims.client_id, &ws.id, version).is_none() {
         // No grant: a client_credentials token. Deleting the client is its revocation, seen on
-        // the next request like a revoked grant (one read, as for the grant).
+        // the next request like a revoked grant.
         let client = state.store.client_by_id(&claims.client_id).await.map_err(|e| {
             tracing::error!(error = %e, "client lookup failed");
             Refusal::InvalidToken("the token could not be checked; retry".into())
@@ -150,6 +154,7 @@ async fn access_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Resul
             Some(c) if c.workspace_id.as_deref() == Some(ws.id.as_str()) => {}
             _ => return Err(Refusal::InvalidToken("the client of this token has been removed".into())),
         }
+        state.confirmed.machine_clients.remember(&claims.client_id, &ws.id, version, ());
     }
     Ok(Principal {
         subject: claims.sub,
@@ -162,12 +167,23 @@ async fn access_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Resul
 }
 
 async fn machine_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Result<Principal, Refusal> {
-    let row = state.store.machine_token_by_hash(&hash_secret(token)).await.map_err(|e| {
-        tracing::error!(error = %e, "machine token lookup failed");
-        Refusal::InvalidToken("the token could not be checked; retry".into())
-    })?;
-    let Some(row) = row else {
-        return Err(Refusal::InvalidToken("unknown machine token".into()));
+    let hash = hash_secret(token);
+    let version = ws.revocations_version;
+    let row = match state.confirmed.machine_tokens.get(&hash, &ws.id, version) {
+        Some(row) => row,
+        None => {
+            let row = state.store.machine_token_by_hash(&hash).await.map_err(|e| {
+                tracing::error!(error = %e, "machine token lookup failed");
+                Refusal::InvalidToken("the token could not be checked; retry".into())
+            })?;
+            let Some(row) = row else {
+                return Err(Refusal::InvalidToken("unknown machine token".into()));
+            };
+            if row.revoked_at.is_none() && row.workspace_id == ws.id {
+                state.confirmed.machine_tokens.remember(&hash, &ws.id, version, row.clone());
+            }
+            row
+        }
     };
     if row.revoked_at.is_some() {
         return Err(Refusal::InvalidToken("this machine token has been revoked".into()));

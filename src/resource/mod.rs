@@ -5,6 +5,7 @@
 //! can use; what is Gatehouse's own (its keys, grants, machine tokens, workspaces) is here.
 
 pub mod bearer;
+pub mod confirmed;
 pub mod external;
 pub mod metadata;
 

@@ -24,6 +24,7 @@ struct WorkspaceAndIssuer {
     name: String,
     created_at: i64,
     upstreams_version: i64,
+    revocations_version: i64,
     issuer: Option<String>,
     audience: Option<String>,
     scope_map: Option<String>,
@@ -40,7 +41,7 @@ impl Store {
         slug: &str,
     ) -> StoreResult<Option<(WorkspaceRow, Option<WorkspaceIssuerRow>)>> {
         let row = with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceAndIssuer>(
-            "SELECT w.id, w.slug, w.name, w.created_at, w.upstreams_version, i.issuer, i.audience, i.scope_map,
+            "SELECT w.id, w.slug, w.name, w.created_at, w.upstreams_version, w.revocations_version, i.issuer, i.audience, i.scope_map,
                  i.introspection_client_id, i.introspection_secret, i.introspection_endpoint, i.updated_at
              FROM workspaces w LEFT JOIN workspace_issuers i ON i.workspace_id = w.id WHERE w.slug = $1",
         ).bind(slug).fetch_optional(p).await)?;
@@ -65,6 +66,7 @@ impl Store {
                     name: r.name,
                     created_at: r.created_at,
                     upstreams_version: r.upstreams_version,
+                    revocations_version: r.revocations_version,
                 },
                 issuer,
             )

@@ -55,7 +55,7 @@ impl Store {
     /// Every workspace, by slug (the switcher of server admins).
     pub async fn all_workspaces(&self) -> StoreResult<Vec<WorkspaceRow>> {
         Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceRow>(
-            "SELECT id, slug, name, created_at, upstreams_version FROM workspaces ORDER BY slug",
+            "SELECT id, slug, name, created_at, upstreams_version, revocations_version FROM workspaces ORDER BY slug",
         ).fetch_all(p).await)?)
     }
 }

@@ -11,6 +11,9 @@ pub struct WorkspaceRow {
     /// Bumped (by a trigger, see migration 0008) with every change to the workspace's
     /// upstreams: the gateway lists them again only when it moved. 0 for a new workspace.
     pub upstreams_version: i64,
+    /// Bumped (by triggers, see migration 0009) with every revocation in the workspace: what
+    /// the gateway found alive counts only under the value it was found with.
+    pub revocations_version: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -34,13 +37,13 @@ impl Store {
 
     pub async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<WorkspaceRow>> {
         Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceRow>(
-            "SELECT id, slug, name, created_at, upstreams_version FROM workspaces WHERE slug = $1",
+            "SELECT id, slug, name, created_at, upstreams_version, revocations_version FROM workspaces WHERE slug = $1",
         ).bind(slug).fetch_optional(p).await)?)
     }
 
     pub async fn workspace_by_id(&self, id: &str) -> StoreResult<Option<WorkspaceRow>> {
         Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceRow>(
-            "SELECT id, slug, name, created_at, upstreams_version FROM workspaces WHERE id = $1",
+            "SELECT id, slug, name, created_at, upstreams_version, revocations_version FROM workspaces WHERE id = $1",
         ).bind(id).fetch_optional(p).await)?)
     }
 
@@ -64,7 +67,7 @@ impl Store {
     /// The workspaces a user belongs to, by slug.
     pub async fn workspaces_of_user(&self, user_id: &str) -> StoreResult<Vec<WorkspaceRow>> {
         Ok(with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceRow>(
-            "SELECT w.id, w.slug, w.name, w.created_at, w.upstreams_version FROM workspaces w
+            "SELECT w.id, w.slug, w.name, w.created_at, w.upstreams_version, w.revocations_version FROM workspaces w
              JOIN memberships m ON m.workspace_id = w.id WHERE m.user_id = $1 ORDER BY w.slug",
         ).bind(user_id).fetch_all(p).await)?)
     }

@@ -185,6 +185,56 @@ both_backends!(deleting_a_machine_client_stops_its_tokens_at_once, |app: TestApp
     assert!(challenge(&r).contains("client of this token has been removed"), "{}", challenge(&r));
 });
 
+// What the gateway found alive is remembered (no read of the grant on every request), so a
+// revocation it never hears of, written straight to the database by another process, must
+// still be seen on the very next request: by the grant's revocation, by the grant's deletion
+// (a person deleted), by the client's deletion, and by a machine token's revocation.
+both_backends!(revocations_written_by_another_process_are_seen_at_once, |app: TestApp| async move {
+    let echo = |n: u64| call(n, "echo", json!({"text": "x"}));
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let session = open_session(&app, at).await;
+    for n in 2..4 {
+        assert_eq!(rpc(&app, "default", Some(at), Some(&session), echo(n)).await.status, 200);
+    }
+    assert_eq!(app.execute_elsewhere("UPDATE grants SET revoked_at = 1, revoked_reason = 'elsewhere'").await, 1);
+    let r = rpc(&app, "default", Some(at), Some(&session), echo(4)).await;
+    assert_eq!(r.status, 401, "revoked by another process");
+
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let session = open_session(&app, at).await;
+    assert_eq!(rpc(&app, "default", Some(at), Some(&session), echo(2)).await.status, 200);
+    assert_eq!(app.execute_elsewhere("DELETE FROM users WHERE email = 'alice@example.com'").await, 1);
+    assert_eq!(rpc(&app, "default", Some(at), Some(&session), echo(3)).await.status, 401, "grant gone with its person");
+
+    let (id, secret) = app.machine_client("mcp:read mcp:tools").await;
+    let body = app.client_credentials_token(&id, &secret).await;
+    let at = body["access_token"].as_str().unwrap();
+    let session = open_session(&app, at).await;
+    assert_eq!(rpc(&app, "default", Some(at), Some(&session), echo(2)).await.status, 200);
+    assert_eq!(app.execute_elsewhere(&format!("DELETE FROM oauth_clients WHERE id = '{id}'")).await, 1);
+    let r = rpc(&app, "default", Some(at), Some(&session), echo(3)).await;
+    assert_eq!(r.status, 401, "client deleted elsewhere");
+
+    let (token, row) = gatehouse::oauth::machine::create(
+        &app.state.store,
+        app.clock.as_ref(),
+        "default",
+        "mcp:read mcp:tools",
+        86_400,
+        "ci",
+    )
+    .await
+    .unwrap();
+    let session = open_session(&app, &token).await;
+    assert_eq!(rpc(&app, "default", Some(&token), Some(&session), echo(2)).await.status, 200);
+    let sql = format!("UPDATE machine_tokens SET revoked_at = 1 WHERE id = '{}'", row.id);
+    assert_eq!(app.execute_elsewhere(&sql).await, 1);
+    let r = rpc(&app, "default", Some(&token), Some(&session), echo(3)).await;
+    assert_eq!(r.status, 401, "machine token revoked elsewhere");
+});
+
 both_backends!(machine_tokens_work_until_revoked, |app: TestApp| async move {
     let (token, row) = gatehouse::oauth::machine::create(
         &app.state.store,

@@ -219,6 +219,30 @@ impl TestApp {
         }
     }
 
+    /// Runs `sql` over a separate connection, as another process (the CLI, another node) would:
+    /// nothing in this server's code sees it happen. Returns the rows affected.
+    pub async fn execute_elsewhere(&self, sql: &str) -> u64 {
+        use sqlx::Connection;
+        let sql = sql.to_owned();
+        match &self.state.settings.database_url {
+            Some(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+                let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("execute").rows_affected();
+                let _ = c.close().await;
+                n
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.state.settings.data_dir.join("gatehouse.db"))
+                    .foreign_keys(true);
+                let mut c = sqlx::SqliteConnection::connect_with(&options).await.expect("connect");
+                let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("execute").rows_affected();
+                let _ = c.close().await;
+                n
+            }
+        }
+    }
+
     /// [`TestApp::authorize_url`] with some parameters replaced (`Some`) or removed (`None`);
     /// parameters not already present are appended.
     pub fn authorize_url_replacing(&self, client_id: &str, changes: &[(&str, Option<&str>)]) -> String {
