@@ -159,7 +159,7 @@ async fn connect_with(
                         relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
                     }
                     None => {
-                        let transport = StreamableHttpClientTransport::from_config(config);
+                        let transport = StreamableHttpClientTransport::with_client(http_client(), config);
                         relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
                     }
                 }
@@ -188,6 +188,26 @@ async fn connect_with(
     tracing::info!(upstream = %name, stateless, "connected to upstream MCP server");
     Ok(UpstreamClient { name, service, stateless })
 }
+
+/// The HTTP client of one upstream connection. Unlike rmcp's default client it keeps idle
+/// connections: rmcp's opens a TCP connection for every message (its pool is off), which
+/// cost a stateless `tools/call` a connect and left a socket in TIME_WAIT per request. A
+/// response is always read to its end or the connection dropped with it (hyper never reuses a
+/// connection whose body was not consumed), so a kept connection carries no leftover bytes.
+/// Redirects are never followed: an upstream's URL is configured, and a redirect must not
+/// carry its headers or token somewhere else.
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(UPSTREAM_IDLE)
+        .build()
+        .unwrap_or_default()
+}
+
+/// An idle connection to an upstream is closed after this (servers close theirs too).
+const UPSTREAM_IDLE: Duration = Duration::from_secs(30);
 
 fn handshake_error(upstream: &str, error: impl std::fmt::Display) -> UpstreamError {
     UpstreamError::Handshake { upstream: upstream.to_owned(), reason: error.to_string() }

@@ -2,6 +2,9 @@
 //! instant revocation, machine tokens, DNS-rebinding defence and session binding, talking
 //! JSON-RPC to the built-in demo server through the gateway.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::{Value, json};
 
 use crate::both_backends;
@@ -325,6 +328,42 @@ pub async fn http_upstream() -> String {
     tokio::spawn(async move { axum::serve(listener, router).await });
     format!("http://{addr}/mcp")
 }
+
+/// [`http_upstream`], counting the TCP connections it accepts.
+async fn counting_http_upstream() -> (String, Arc<AtomicUsize>) {
+    use axum::serve::ListenerExt;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = listener.tap_io(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let service = gatehouse::gateway::demo::service(gatehouse::gateway::demo::config());
+    let router = axum::Router::new().route_service("/mcp", service);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}/mcp"), accepted)
+}
+
+// Each message to an HTTP upstream used to open a TCP connection of its own (rmcp's default
+// client keeps none): a connect per tools/call and a socket left in TIME_WAIT. Calls now share
+// kept connections.
+both_backends!(calls_to_an_http_upstream_reuse_its_connection, |app: TestApp| async move {
+    use gatehouse::gateway::{registry, upstream::UpstreamSpec};
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let ws = app.state.store.workspace_by_slug("default").await.unwrap().unwrap();
+    let (url, accepted) = counting_http_upstream().await;
+    let web = UpstreamSpec::Http { url, headers: vec![] };
+    registry::add(&app.state.store, &app.state.sealer, app.clock.as_ref(), &ws.id, "web", &web).await.unwrap();
+    let session = open_session(&app, at).await;
+    for n in 0..20 {
+        let r = rpc(&app, "default", Some(at), Some(&session), call(2 + n, "web__echo", json!({"text": "x"}))).await;
+        assert_eq!(r.body["result"]["content"][0]["text"], "x", "{}", r.body);
+    }
+    let connections = accepted.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&connections), "20 calls took {connections} TCP connections to the upstream");
+});
 
 both_backends!(upstreams_are_merged_and_a_dead_one_is_named, |app: TestApp| async move {
     use gatehouse::gateway::{registry, upstream::UpstreamSpec};

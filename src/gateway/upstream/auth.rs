@@ -66,9 +66,7 @@ pub struct BearerClient {
 
 impl BearerClient {
     pub fn new(source: Arc<dyn BearerSource>) -> Self {
-        // Never follow a redirect with the token attached.
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
-        BearerClient { http, source }
+        BearerClient { http: super::http_client(), source }
     }
 
     /// Runs `call` with the current token; after a 401 or a 403 for scope, again with what
