@@ -6,7 +6,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use tower::ServiceExt;
 
 use super::demo::Caller;
@@ -145,10 +144,23 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
 
 /// An `initialize` request of the session-based revisions: it names its protocol version in
 /// `params` (2026-07-28 has no handshake, and a stateless message names it only in `_meta`).
+/// Read for those two fields alone; the rest of the message is skipped, not built.
 fn is_legacy_initialize(body: &Bytes) -> bool {
-    serde_json::from_slice::<Value>(body).is_ok_and(|message| {
-        message.get("method").and_then(Value::as_str) == Some("initialize")
-            && message.get("params").and_then(|params| params.get("protocolVersion")).is_some()
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow, default)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(rename = "protocolVersion", default)]
+        protocol_version: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Message<'_>>(body).is_ok_and(|message| {
+        message.method.as_deref() == Some("initialize")
+            && message.params.is_some_and(|params| params.protocol_version.is_some())
     })
 }
 

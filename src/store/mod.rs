@@ -131,7 +131,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        // No ping before each use: the database is a local file, so a connection does not go
+        // stale, and the ping was a second hop to the connection's thread on every query.
+        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
         Ok(Store { pool: Pool::Sqlite(pool) })
     }
 

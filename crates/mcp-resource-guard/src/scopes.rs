@@ -57,10 +57,18 @@ impl MethodScopes {
     /// client that re-authorizes with exactly that set loses nothing. A body that is not JSON
     /// passes: the MCP server answers it with a JSON-RPC parse error.
     pub fn check_message<'a>(&self, granted: impl IntoIterator<Item = &'a str>, body: &[u8]) -> Result<(), Refusal> {
+        let granted: BTreeSet<&str> = granted.into_iter().collect();
+        // The usual message, one request, is read for its method alone (the rest is skipped,
+        // not built into a tree); batches and odd shapes take the general path below.
+        if let Ok(Envelope { method }) = serde_json::from_slice::<Envelope<'_>>(body) {
+            return match method.as_deref().and_then(|m| self.needed(m)) {
+                Some(needed) if !covers(granted.iter().copied(), needed) => Err(refusal(&granted, [needed].into())),
+                _ => Ok(()),
+            };
+        }
         let Ok(message) = serde_json::from_slice::<Value>(body) else {
             return Ok(());
         };
-        let granted: BTreeSet<&str> = granted.into_iter().collect();
         let messages = match &message {
             Value::Array(items) => items.iter().collect::<Vec<_>>(),
             single => vec![single],
@@ -71,15 +79,27 @@ impl MethodScopes {
             .filter_map(|m| self.needed(m))
             .filter(|needed| !covers(granted.iter().copied(), needed))
             .collect();
-        if missing.is_empty() {
-            return Ok(());
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(refusal(&granted, missing)),
         }
-        let mut wanted = granted.clone();
-        wanted.extend(missing.iter().copied());
-        Err(Refusal::InsufficientScope {
-            description: format!("this operation needs {}", missing.into_iter().collect::<Vec<_>>().join(" ")),
-            scope: wanted.into_iter().collect::<Vec<_>>().join(" "),
-        })
+    }
+}
+
+/// One JSON-RPC message object, as far as the scope check reads it.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    method: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The challenge names all scopes needed plus those already granted.
+fn refusal(granted: &BTreeSet<&str>, missing: BTreeSet<&str>) -> Refusal {
+    let mut wanted = granted.clone();
+    wanted.extend(missing.iter().copied());
+    Refusal::InsufficientScope {
+        description: format!("this operation needs {}", missing.into_iter().collect::<Vec<_>>().join(" ")),
+        scope: wanted.into_iter().collect::<Vec<_>>().join(" "),
     }
 }
 
@@ -120,6 +140,12 @@ mod tests {
         }
         assert_eq!(rules.check_message([], br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#), Ok(()));
         assert_eq!(rules.check_message([], b"not json"), Ok(()));
+        // The method is read as JSON reads it, escapes and all, whatever else the message holds.
+        let escaped = br#"{"params":{"name":"x","arguments":{"method":"ping"}},"method":"tools\u002fcall","id":1}"#;
+        assert!(rules.check_message(["mcp:read"], escaped).is_err());
+        // A batch with something odd in it is still checked member by member.
+        let odd = br#"[5,{"jsonrpc":"2.0","id":2,"method":"tools/call"}]"#;
+        assert!(rules.check_message(["mcp:read"], odd).is_err());
         let custom = MethodScopes::default().with_method("tools/call", Some("billing:write"));
         assert!(custom.check_message(["mcp:tools"], call).is_err());
         assert_eq!(custom.check_message(["billing:write"], call), Ok(()));
