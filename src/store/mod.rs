@@ -128,7 +128,10 @@ impl Store {
     async fn open_sqlite(options: SqliteConnectOptions) -> StoreResult<Self> {
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit is on disk before it is answered. With NORMAL a power loss may roll
+            // back the last commits, and among them a revocation, which would bring a revoked
+            // grant back to life; durable revocation is worth an fsync per write.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         // No ping before each use: the database is a local file, so a connection does not go
