@@ -84,6 +84,11 @@ impl Aggregator {
     }
 }
 
+// Every request handler returns a boxed future. rmcp awaits its request dispatch (a future as
+// large as the largest handler's, and ours hold upstream connects and forwards) inside each
+// MCP session's task, which lives as long as the session: unboxed, that was ~15 KiB per idle
+// session (the whole task, as heaptrack measured it); boxed, only the handler that runs
+// allocates its state, and only while it runs.
 impl ServerHandler for Aggregator {
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
@@ -111,282 +116,313 @@ impl ServerHandler for Aggregator {
 
     /// Reaches the upstreams first, so that what is announced (the tasks extension) is what
     /// they offer.
-    async fn discover(&self, context: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
-        self.note(&context.peer, &context.extensions);
-        drop(self.reachable().await);
-        Ok(DiscoverResult::from_server_info(self.supported_protocol_versions().into_owned(), self.get_info()))
+    fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<DiscoverResult, ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            self.note(&context.peer, &context.extensions);
+            drop(self.reachable().await);
+            Ok(DiscoverResult::from_server_info(self.supported_protocol_versions().into_owned(), self.get_info()))
+        })
     }
 
-    async fn get_task(
+    fn get_task(
         &self,
         request: GetTaskParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<GetTaskResult, ErrorData> {
-        self.relay_get_task(request, &context).await
+    ) -> impl Future<Output = Result<GetTaskResult, ErrorData>> + Send + '_ {
+        Box::pin(async move { self.relay_get_task(request, &context).await })
     }
 
-    async fn update_task(
+    fn update_task(
         &self,
         request: UpdateTaskParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        self.relay_update_task(request, &context).await
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        Box::pin(async move { self.relay_update_task(request, &context).await })
     }
 
-    async fn cancel_task(
+    fn cancel_task(
         &self,
         request: CancelTaskParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        self.relay_cancel_task(request, &context).await
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        Box::pin(async move { self.relay_cancel_task(request, &context).await })
     }
 
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.note(&context.peer, &context.extensions);
-        for slot in &self.0.slots {
-            if let Some(client) = &slot.state.lock().await.client {
-                client.relay().attach(&context.peer);
+    fn on_initialized(&self, context: NotificationContext<RoleServer>) -> impl Future<Output = ()> + Send + '_ {
+        Box::pin(async move {
+            self.note(&context.peer, &context.extensions);
+            for slot in &self.0.slots {
+                if let Some(client) = &slot.state.lock().await.client {
+                    client.relay().attach(&context.peer);
+                }
             }
-        }
+        })
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
         lock(&self.0.tools).get(name).cloned()
     }
 
-    async fn list_tools(
+    fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        self.note(&context.peer, &context.extensions);
-        let gathered = self.gather("tools/list", |client| async move { client.peer().list_all_tools().await }).await;
-        let tools: Vec<Tool> = gathered
-            .into_iter()
-            .flat_map(|(index, tools)| {
-                tools.into_iter().map(move |mut tool| {
-                    tool.name = self.0.naming.outer(index, &tool.name).into();
-                    tool
+    ) -> impl Future<Output = Result<ListToolsResult, ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            self.note(&context.peer, &context.extensions);
+            let gathered =
+                self.gather("tools/list", |client| async move { client.peer().list_all_tools().await }).await;
+            let tools: Vec<Tool> = gathered
+                .into_iter()
+                .flat_map(|(index, tools)| {
+                    tools.into_iter().map(move |mut tool| {
+                        tool.name = self.0.naming.outer(index, &tool.name).into();
+                        tool
+                    })
                 })
-            })
-            .collect();
-        *lock(&self.0.tools) = tools.iter().map(|tool| (tool.name.to_string(), tool.clone())).collect();
-        Ok(ListToolsResult::with_all_items(tools))
+                .collect();
+            *lock(&self.0.tools) = tools.iter().map(|tool| (tool.name.to_string(), tool.clone())).collect();
+            Ok(ListToolsResult::with_all_items(tools))
+        })
     }
 
-    async fn call_tool(
+    fn call_tool(
         &self,
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let Some((index, inner)) = self.0.naming.route(&request.name) else {
-            return Err(ErrorData::invalid_params(format!("unknown tool `{}`", request.name), None));
-        };
-        request.name = inner.to_owned().into();
-        request.meta = None;
-        let forwarded =
-            self.forward(index, ClientRequest::CallToolRequest(CallToolRequest::new(request)), &context).await;
-        let forwarded = match forwarded {
-            Err(error) => return connect_first(error, &context),
-            Ok(result) => result,
-        };
-        match forwarded {
-            ServerResult::CallToolResult(mut result) => {
-                mark_complete(&mut result.result_type);
-                Ok(CallToolResponse::Complete(result))
+    ) -> impl Future<Output = Result<CallToolResponse, ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            let Some((index, inner)) = self.0.naming.route(&request.name) else {
+                return Err(ErrorData::invalid_params(format!("unknown tool `{}`", request.name), None));
+            };
+            request.name = inner.to_owned().into();
+            request.meta = None;
+            let forwarded =
+                self.forward(index, ClientRequest::CallToolRequest(CallToolRequest::new(request)), &context).await;
+            let forwarded = match forwarded {
+                Err(error) => return connect_first(error, &context),
+                Ok(result) => result,
+            };
+            match forwarded {
+                ServerResult::CallToolResult(mut result) => {
+                    mark_complete(&mut result.result_type);
+                    Ok(CallToolResponse::Complete(result))
+                }
+                ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
+                ServerResult::CreateTaskResult(result) => {
+                    self.own_task(&result.task.task_id, index);
+                    Ok(CallToolResponse::Task(result))
+                }
+                _ => Err(unexpected(self.name_of(index))),
             }
-            ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
-            ServerResult::CreateTaskResult(result) => {
-                self.own_task(&result.task.task_id, index);
-                Ok(CallToolResponse::Task(result))
-            }
-            _ => Err(unexpected(self.name_of(index))),
-        }
+        })
     }
 
-    async fn list_prompts(
+    fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<ListPromptsResult, ErrorData> {
-        self.note(&context.peer, &context.extensions);
-        let gathered =
-            self.gather("prompts/list", |client| async move { client.peer().list_all_prompts().await }).await;
-        let prompts = gathered
-            .into_iter()
-            .flat_map(|(index, prompts)| {
-                prompts.into_iter().map(move |mut prompt| {
-                    prompt.name = self.0.naming.outer(index, &prompt.name);
-                    prompt
+    ) -> impl Future<Output = Result<ListPromptsResult, ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            self.note(&context.peer, &context.extensions);
+            let gathered =
+                self.gather("prompts/list", |client| async move { client.peer().list_all_prompts().await }).await;
+            let prompts = gathered
+                .into_iter()
+                .flat_map(|(index, prompts)| {
+                    prompts.into_iter().map(move |mut prompt| {
+                        prompt.name = self.0.naming.outer(index, &prompt.name);
+                        prompt
+                    })
                 })
-            })
-            .collect();
-        Ok(ListPromptsResult::with_all_items(prompts))
+                .collect();
+            Ok(ListPromptsResult::with_all_items(prompts))
+        })
     }
 
-    async fn get_prompt(
+    fn get_prompt(
         &self,
         mut request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<GetPromptResponse, ErrorData> {
-        let Some((index, inner)) = self.0.naming.route(&request.name) else {
-            return Err(ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None));
-        };
-        request.name = inner.to_owned();
-        request.meta = None;
-        match self.forward(index, ClientRequest::GetPromptRequest(GetPromptRequest::new(request)), &context).await? {
-            ServerResult::GetPromptResult(mut result) => {
-                mark_complete(&mut result.result_type);
-                Ok(GetPromptResponse::Complete(result))
+    ) -> impl Future<Output = Result<GetPromptResponse, ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            let Some((index, inner)) = self.0.naming.route(&request.name) else {
+                return Err(ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None));
+            };
+            request.name = inner.to_owned();
+            request.meta = None;
+            match self.forward(index, ClientRequest::GetPromptRequest(GetPromptRequest::new(request)), &context).await?
+            {
+                ServerResult::GetPromptResult(mut result) => {
+                    mark_complete(&mut result.result_type);
+                    Ok(GetPromptResponse::Complete(result))
+                }
+                ServerResult::InputRequiredResult(result) => Ok(GetPromptResponse::InputRequired(result)),
+                _ => Err(unexpected(self.name_of(index))),
             }
-            ServerResult::InputRequiredResult(result) => Ok(GetPromptResponse::InputRequired(result)),
-            _ => Err(unexpected(self.name_of(index))),
-        }
+        })
     }
 
-    async fn list_resources(
+    fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<ListResourcesResult, ErrorData> {
-        self.note(&context.peer, &context.extensions);
-        let gathered =
-            self.gather("resources/list", |client| async move { client.peer().list_all_resources().await }).await;
-        let mut owners = lock(&self.0.resource_owners);
-        let mut resources = Vec::new();
-        for (index, listed) in gathered {
-            for resource in listed {
-                match owners.get(&resource.uri) {
-                    Some(owner) if *owner != index => {
-                        tracing::debug!(uri = %resource.uri, upstream = %self.name_of(index), "duplicate resource left out");
-                    }
-                    _ => {
-                        owners.insert(resource.uri.clone(), index);
-                        resources.push(resource);
+    ) -> impl Future<Output = Result<ListResourcesResult, ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            self.note(&context.peer, &context.extensions);
+            let gathered =
+                self.gather("resources/list", |client| async move { client.peer().list_all_resources().await }).await;
+            let mut owners = lock(&self.0.resource_owners);
+            let mut resources = Vec::new();
+            for (index, listed) in gathered {
+                for resource in listed {
+                    match owners.get(&resource.uri) {
+                        Some(owner) if *owner != index => {
+                            tracing::debug!(uri = %resource.uri, upstream = %self.name_of(index), "duplicate resource left out");
+                        }
+                        _ => {
+                            owners.insert(resource.uri.clone(), index);
+                            resources.push(resource);
+                        }
                     }
                 }
             }
-        }
-        Ok(ListResourcesResult::with_all_items(resources))
+            Ok(ListResourcesResult::with_all_items(resources))
+        })
     }
 
-    async fn list_resource_templates(
+    fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        self.note(&context.peer, &context.extensions);
-        let gathered =
-            self.gather("resources/templates/list", |client| async move {
-                client.peer().list_all_resource_templates().await
-            })
-            .await;
-        let mut prefixes = Vec::new();
-        let mut templates = Vec::new();
-        for (index, listed) in gathered {
-            for template in listed {
-                let literal = template.uri_template.split('{').next().unwrap_or_default().to_owned();
-                prefixes.push((literal, index));
-                templates.push(template);
+    ) -> impl Future<Output = Result<ListResourceTemplatesResult, ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            self.note(&context.peer, &context.extensions);
+            let gathered = self
+                .gather("resources/templates/list", |client| async move {
+                    client.peer().list_all_resource_templates().await
+                })
+                .await;
+            let mut prefixes = Vec::new();
+            let mut templates = Vec::new();
+            for (index, listed) in gathered {
+                for template in listed {
+                    let literal = template.uri_template.split('{').next().unwrap_or_default().to_owned();
+                    prefixes.push((literal, index));
+                    templates.push(template);
+                }
             }
-        }
-        *lock(&self.0.template_prefixes) = prefixes;
-        Ok(ListResourceTemplatesResult::with_all_items(templates))
+            *lock(&self.0.template_prefixes) = prefixes;
+            Ok(ListResourceTemplatesResult::with_all_items(templates))
+        })
     }
 
-    async fn read_resource(
+    fn read_resource(
         &self,
         mut request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<ReadResourceResponse, ErrorData> {
-        request.meta = None;
-        let uri = request.uri.clone();
-        let read = || ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request.clone()));
-        match self.by_resource(&uri, read, &context).await? {
-            ServerResult::ReadResourceResult(mut result) => {
-                mark_complete(&mut result.result_type);
-                Ok(ReadResourceResponse::Complete(result))
+    ) -> impl Future<Output = Result<ReadResourceResponse, ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            request.meta = None;
+            let uri = request.uri.clone();
+            let read = || ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request.clone()));
+            match self.by_resource(&uri, read, &context).await? {
+                ServerResult::ReadResourceResult(mut result) => {
+                    mark_complete(&mut result.result_type);
+                    Ok(ReadResourceResponse::Complete(result))
+                }
+                ServerResult::InputRequiredResult(result) => Ok(ReadResourceResponse::InputRequired(result)),
+                _ => Err(ErrorData::internal_error("an upstream sent an unexpected answer", None)),
             }
-            ServerResult::InputRequiredResult(result) => Ok(ReadResourceResponse::InputRequired(result)),
-            _ => Err(ErrorData::internal_error("an upstream sent an unexpected answer", None)),
-        }
+        })
     }
 
-    async fn subscribe(
+    fn subscribe(
         &self,
         mut request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        request.meta = None;
-        let uri = request.uri.clone();
-        let subscribe = || ClientRequest::SubscribeRequest(SubscribeRequest::new(request.clone()));
-        self.by_resource(&uri, subscribe, &context).await.map(drop)
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            request.meta = None;
+            let uri = request.uri.clone();
+            let subscribe = || ClientRequest::SubscribeRequest(SubscribeRequest::new(request.clone()));
+            self.by_resource(&uri, subscribe, &context).await.map(drop)
+        })
     }
 
-    async fn unsubscribe(
+    fn unsubscribe(
         &self,
         mut request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        request.meta = None;
-        let uri = request.uri.clone();
-        let unsubscribe = || ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request.clone()));
-        self.by_resource(&uri, unsubscribe, &context).await.map(drop)
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            request.meta = None;
+            let uri = request.uri.clone();
+            let unsubscribe = || ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request.clone()));
+            self.by_resource(&uri, unsubscribe, &context).await.map(drop)
+        })
     }
 
     /// The level applies to every upstream that logs; one that does not is left alone.
-    async fn set_level(
+    fn set_level(
         &self,
         mut request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        self.note(&context.peer, &context.extensions);
-        request.meta = None;
-        for (index, client) in self.reachable().await {
-            if client.peer_info().is_some_and(|info| info.capabilities.logging.is_none()) {
-                continue;
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            self.note(&context.peer, &context.extensions);
+            request.meta = None;
+            for (index, client) in self.reachable().await {
+                if client.peer_info().is_some_and(|info| info.capabilities.logging.is_none()) {
+                    continue;
+                }
+                let set = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
+                if let Err(error) = client.forward(set, &context).await {
+                    tracing::warn!(upstream = %self.name_of(index), error = %error.message, "logging/setLevel refused");
+                }
             }
-            let set = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
-            if let Err(error) = client.forward(set, &context).await {
-                tracing::warn!(upstream = %self.name_of(index), error = %error.message, "logging/setLevel refused");
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Completions are asked of the upstream that owns the prompt or resource template.
-    async fn complete(
+    fn complete(
         &self,
         mut request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<CompleteResult, ErrorData> {
-        request.meta = None;
-        let index = match &mut request.r#ref {
-            Reference::Prompt(prompt) => {
-                let Some((index, inner)) = self.0.naming.route(&prompt.name) else {
-                    return Err(ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None));
-                };
-                prompt.name = inner.to_owned();
-                index
+    ) -> impl Future<Output = Result<CompleteResult, ErrorData>> + Send + '_ {
+        Box::pin(async move {
+            request.meta = None;
+            let index = match &mut request.r#ref {
+                Reference::Prompt(prompt) => {
+                    let Some((index, inner)) = self.0.naming.route(&prompt.name) else {
+                        return Err(ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None));
+                    };
+                    prompt.name = inner.to_owned();
+                    index
+                }
+                Reference::Resource(resource) => self.owner_of(&resource.uri).unwrap_or(0),
+                // `Reference` is non-exhaustive: a kind rmcp learns later has no owner we know.
+                _ => return Err(ErrorData::invalid_params("unsupported completion reference", None)),
+            };
+            match self.forward(index, ClientRequest::CompleteRequest(CompleteRequest::new(request)), &context).await? {
+                ServerResult::CompleteResult(mut result) => {
+                    mark_complete(&mut result.result_type);
+                    Ok(result)
+                }
+                _ => Err(unexpected(self.name_of(index))),
             }
-            Reference::Resource(resource) => self.owner_of(&resource.uri).unwrap_or(0),
-            // `Reference` is non-exhaustive: a kind rmcp learns later has no owner we know.
-            _ => return Err(ErrorData::invalid_params("unsupported completion reference", None)),
-        };
-        match self.forward(index, ClientRequest::CompleteRequest(CompleteRequest::new(request)), &context).await? {
-            ServerResult::CompleteResult(mut result) => {
-                mark_complete(&mut result.result_type);
-                Ok(result)
-            }
-            _ => Err(unexpected(self.name_of(index))),
-        }
+        })
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
         Some(requested.clone())
     }
 
-    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), ErrorData> {
-        Arc::new(self.clone()).relay_subscription(subscription).await
+    fn listen(&self, subscription: SubscriptionContext) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        Box::pin(async move { Arc::new(self.clone()).relay_subscription(subscription).await })
     }
 }
