@@ -315,14 +315,25 @@ async fn open_stream(
             "protocolVersion": "2025-11-25", "capabilities": {},
             "clientInfo": {"name": "gatehouse-bench", "version": "0"}}})
         .to_string();
-        let req = with_auth(post(target, "application/json", Bytes::new()))
-            .header("mcp-protocol-version", "2025-11-25")
-            .body(Full::new(Bytes::from(init)))?;
         let s = sender.as_mut().ok_or_else(|| anyhow!("no connection"))?;
-        let res = s.send_request(req).await?;
-        let id = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let status = res.status();
-        res.into_body().collect().await?;
+        // A gateway shedding load answers 503 (with Retry-After); as a client would, wait and
+        // try again, a bounded number of times, so the figure counts streams, not refusals.
+        let mut attempts = 0;
+        let (id, status) = loop {
+            let req = with_auth(post(target, "application/json", Bytes::new()))
+                .header("mcp-protocol-version", "2025-11-25")
+                .body(Full::new(Bytes::from(init.clone())))?;
+            s.ready().await?;
+            let res = s.send_request(req).await?;
+            let id = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let status = res.status();
+            res.into_body().collect().await?;
+            attempts += 1;
+            if status != 503 || attempts >= 30 {
+                break (id, status);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         let id = id.ok_or_else(|| anyhow!("initialize answered {status} without a session"))?;
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
         let req = with_auth(post(target, "application/json", Bytes::new()))
