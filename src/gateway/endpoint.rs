@@ -107,10 +107,7 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
         .store
         .workspace_and_issuer_by_slug(slug)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "workspace lookup failed");
-            Refusal::InvalidToken("the token could not be checked; retry".into())
-        })?
+        .map_err(crate::resource::bearer::lookup_failed("workspace lookup failed"))?
         .ok_or_else(|| Refusal::NotFound(crate::resource::bearer::NO_SUCH_WORKSPACE.into()))?;
     let (mut parts, body) = req.into_parts();
     let principal = authenticate(state, &parts.headers, parts.uri.query(), &ws, trusted.as_ref()).await?;

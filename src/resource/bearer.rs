@@ -111,6 +111,15 @@ fn external_principal(ws: &WorkspaceRow, verified: VerifiedToken) -> Principal {
     }
 }
 
+/// A failed database read while checking a token: logged (the client learns nothing of the
+/// database), and answered as a token that could not be checked, so the client retries.
+pub fn lookup_failed(what: &'static str) -> impl FnOnce(crate::store::StoreError) -> Refusal {
+    move |e| {
+        tracing::error!(error = %e, "{what}");
+        Refusal::InvalidToken("the token could not be checked; retry".into())
+    }
+}
+
 fn wrong_audience() -> Refusal {
     Refusal::InvalidToken(
         "audience does not match: this token was issued for another workspace; authorize again".into(),
@@ -133,10 +142,7 @@ async fn access_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Resul
     let version = ws.revocations_version;
     if let Some(gid) = &claims.gid {
         if state.confirmed.grants.get(gid, &ws.id, version).is_none() {
-            let grant = state.store.grant_by_id(gid).await.map_err(|e| {
-                tracing::error!(error = %e, "grant lookup failed");
-                Refusal::InvalidToken("the token could not be checked; retry".into())
-            })?;
+            let grant = state.store.grant_by_id(gid).await.map_err(lookup_failed("grant lookup failed"))?;
             match grant {
                 Some(g) if g.revoked_at.is_none() && g.workspace_id == ws.id => {}
                 _ => return Err(Refusal::InvalidToken("the access token has been revoked; authorize again".into())),
@@ -146,10 +152,8 @@ async fn access_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Resul
     } else if state.confirmed.machine_clients.get(&claims.client_id, &ws.id, version).is_none() {
         // No grant: a client_credentials token. Deleting the client is its revocation, seen on
         // the next request like a revoked grant.
-        let client = state.store.client_by_id(&claims.client_id).await.map_err(|e| {
-            tracing::error!(error = %e, "client lookup failed");
-            Refusal::InvalidToken("the token could not be checked; retry".into())
-        })?;
+        let client =
+            state.store.client_by_id(&claims.client_id).await.map_err(lookup_failed("client lookup failed"))?;
         match client {
             Some(c) if c.workspace_id.as_deref() == Some(ws.id.as_str()) => {}
             _ => return Err(Refusal::InvalidToken("the client of this token has been removed".into())),
@@ -172,10 +176,8 @@ async fn machine_token(state: &AppState, token: &str, ws: &WorkspaceRow) -> Resu
     let row = match state.confirmed.machine_tokens.get(&hash, &ws.id, version) {
         Some(row) => row,
         None => {
-            let row = state.store.machine_token_by_hash(&hash).await.map_err(|e| {
-                tracing::error!(error = %e, "machine token lookup failed");
-                Refusal::InvalidToken("the token could not be checked; retry".into())
-            })?;
+            let row =
+                state.store.machine_token_by_hash(&hash).await.map_err(lookup_failed("machine token lookup failed"))?;
             let Some(row) = row else {
                 return Err(Refusal::InvalidToken("unknown machine token".into()));
             };

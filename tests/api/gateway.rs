@@ -220,16 +220,7 @@ both_backends!(revocations_written_by_another_process_are_seen_at_once, |app: Te
     let r = rpc(&app, "default", Some(at), Some(&session), echo(3)).await;
     assert_eq!(r.status, 401, "client deleted elsewhere");
 
-    let (token, row) = gatehouse::oauth::machine::create(
-        &app.state.store,
-        app.clock.as_ref(),
-        "default",
-        "mcp:read mcp:tools",
-        86_400,
-        "ci",
-    )
-    .await
-    .unwrap();
+    let (token, row) = app.machine_token("mcp:read mcp:tools", "ci").await;
     let session = open_session(&app, &token).await;
     assert_eq!(rpc(&app, "default", Some(&token), Some(&session), echo(2)).await.status, 200);
     let sql = format!("UPDATE machine_tokens SET revoked_at = 1 WHERE id = '{}'", row.id);
@@ -239,16 +230,7 @@ both_backends!(revocations_written_by_another_process_are_seen_at_once, |app: Te
 });
 
 both_backends!(machine_tokens_work_until_revoked, |app: TestApp| async move {
-    let (token, row) = gatehouse::oauth::machine::create(
-        &app.state.store,
-        app.clock.as_ref(),
-        "default",
-        "mcp:read mcp:tools",
-        86_400,
-        "ci",
-    )
-    .await
-    .unwrap();
+    let (token, row) = app.machine_token("mcp:read mcp:tools", "ci").await;
     let session = open_session(&app, &token).await;
     let echo = rpc(&app, "default", Some(&token), Some(&session), call(2, "echo", json!({"text": "hello"}))).await;
     assert_eq!(echo.body["result"]["content"][0]["text"], "hello", "{}", echo.body);
@@ -296,16 +278,7 @@ both_backends!(tokens_in_the_url_and_rebinding_are_refused, |app: TestApp| async
 both_backends!(sessions_are_bound_to_who_opened_them, |app: TestApp| async move {
     let alice = access_token(&app, "mcp:read mcp:tools").await;
     let session = open_session(&app, alice["access_token"].as_str().unwrap()).await;
-    let (machine, _) = gatehouse::oauth::machine::create(
-        &app.state.store,
-        app.clock.as_ref(),
-        "default",
-        "mcp:read mcp:tools",
-        86_400,
-        "m",
-    )
-    .await
-    .unwrap();
+    let (machine, _) = app.machine_token("mcp:read mcp:tools", "m").await;
     let hijack = rpc(&app, "default", Some(&machine), Some(&session), call(2, "whoami", json!({}))).await;
     assert_eq!(hijack.status, 404, "another principal cannot use alice's session");
     let made_up = rpc(
@@ -449,16 +422,7 @@ both_backends!(live_sessions_survive_a_configuration_change, |app: TestApp| asyn
     let prefixed = rpc(&app, "default", Some(at), Some(&after), call(4, "web__echo", json!({"text": "three"}))).await;
     assert_eq!(prefixed.body["result"]["content"][0]["text"], "three", "{}", prefixed.body);
     // Sessions stay bound to who opened them, whichever server they live on.
-    let (machine, _) = gatehouse::oauth::machine::create(
-        &app.state.store,
-        app.clock.as_ref(),
-        "default",
-        "mcp:read mcp:tools",
-        86_400,
-        "m",
-    )
-    .await
-    .unwrap();
+    let (machine, _) = app.machine_token("mcp:read mcp:tools", "m").await;
     assert_eq!(
         rpc(&app, "default", Some(&machine), Some(&before), call(5, "echo", json!({"text": "x"}))).await.status,
         404

@@ -70,6 +70,31 @@ macro_rules! both_backends {
     };
 }
 
+/// Runs `$body` with `$c` bound to a new connection of its own to the test's database (not
+/// the server's pool), closed afterwards.
+macro_rules! on_separate_connection {
+    ($app:expr, $c:ident => $body:expr) => {{
+        use sqlx::Connection;
+        match &$app.state.settings.database_url {
+            Some(url) => {
+                let mut $c = sqlx::PgConnection::connect(url).await.expect("connect");
+                let out = $body;
+                let _ = $c.close().await;
+                out
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename($app.state.settings.data_dir.join("gatehouse.db"))
+                    .foreign_keys(true);
+                let mut $c = sqlx::SqliteConnection::connect_with(&options).await.expect("connect");
+                let out = $body;
+                let _ = $c.close().await;
+                out
+            }
+        }
+    }};
+}
+
 pub struct TestApp {
     pub url: String,
     pub state: AppState,
@@ -199,48 +224,26 @@ impl TestApp {
     /// Rows in `table`, counted over a separate connection (to show that a refused request
     /// wrote nothing). `table` is one of our own table names.
     pub async fn count_rows(&self, table: &str) -> i64 {
-        use sqlx::Connection;
         let sql = format!("SELECT COUNT(*) FROM {table}");
-        match &self.state.settings.database_url {
-            Some(url) => {
-                let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-                let n = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("count");
-                let _ = c.close().await;
-                n
-            }
-            None => {
-                let options = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(self.state.settings.data_dir.join("gatehouse.db"));
-                let mut c = sqlx::SqliteConnection::connect_with(&options).await.expect("connect");
-                let n = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("count");
-                let _ = c.close().await;
-                n
-            }
-        }
+        on_separate_connection!(self, c => {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("count")
+        })
     }
 
     /// Runs `sql` over a separate connection, as another process (the CLI, another node) would:
     /// nothing in this server's code sees it happen. Returns the rows affected.
     pub async fn execute_elsewhere(&self, sql: &str) -> u64 {
-        use sqlx::Connection;
         let sql = sql.to_owned();
-        match &self.state.settings.database_url {
-            Some(url) => {
-                let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-                let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("execute").rows_affected();
-                let _ = c.close().await;
-                n
-            }
-            None => {
-                let options = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(self.state.settings.data_dir.join("gatehouse.db"))
-                    .foreign_keys(true);
-                let mut c = sqlx::SqliteConnection::connect_with(&options).await.expect("connect");
-                let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("execute").rows_affected();
-                let _ = c.close().await;
-                n
-            }
-        }
+        on_separate_connection!(self, c => {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("execute").rows_affected()
+        })
+    }
+
+    /// A machine token for `default` (one day), as `gatehouse token create` makes it.
+    pub async fn machine_token(&self, scope: &str, name: &str) -> (String, gatehouse::store::MachineTokenRow) {
+        gatehouse::oauth::machine::create(&self.state.store, self.clock.as_ref(), "default", scope, 86_400, name)
+            .await
+            .unwrap()
     }
 
     /// [`TestApp::authorize_url`] with some parameters replaced (`Some`) or removed (`None`);
