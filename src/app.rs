@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
 use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
@@ -259,9 +259,16 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(web::security_headers))
         // The span names the path only: query strings carry authorization codes and state
         // (`/oauth/upstream/callback?code=...`), which must not reach the logs at any level.
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
-            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
-        }))
+        // A failed response is logged at debug only: the handler that failed has logged why,
+        // at the level it deserves, and a 503 from load shedding is no error at all; logged
+        // at error, each refused request wrote a line just when the gateway had least to spare.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                })
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE, header::LOCATION]))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
 }

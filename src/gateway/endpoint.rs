@@ -103,14 +103,15 @@ struct Admitted {
 /// Runs every check on a request to the MCP endpoint.
 async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, Refusal> {
     origin::check(req.headers(), &state.settings.public_url)?;
-    let (ws, trusted) = state
+    let found = state
         .store
-        .workspace_and_issuer_by_slug(slug)
+        .current_workspace_and_issuer(slug)
         .await
         .map_err(crate::resource::bearer::lookup_failed("workspace lookup failed"))?
         .ok_or_else(|| Refusal::NotFound(crate::resource::bearer::NO_SUCH_WORKSPACE.into()))?;
+    let (ws, trusted) = &*found;
     let (mut parts, body) = req.into_parts();
-    let principal = authenticate(state, &parts.headers, parts.uri.query(), &ws, trusted.as_ref()).await?;
+    let principal = authenticate(state, &parts.headers, parts.uri.query(), ws, trusted.as_ref()).await?;
     let (body, opens_session) = if parts.method == Method::POST {
         let bytes = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
             .await
@@ -133,7 +134,7 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
     Ok(Admitted {
         request: Request::from_parts(parts, body),
         owner,
-        workspace_id: ws.id,
+        workspace_id: ws.id.clone(),
         upstreams_version: ws.upstreams_version,
         opens_session,
     })

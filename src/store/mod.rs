@@ -4,6 +4,7 @@
 //! [`with_pool!`] expands a block once per backend so query methods never branch by hand.
 
 mod audit;
+mod changes;
 mod clients;
 mod codes;
 mod connections;
@@ -37,6 +38,7 @@ pub use workspaces::{MembershipRow, WorkspaceRow};
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -91,6 +93,10 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// SQLite on a file only: tells when something was committed (see [`changes`]).
+    changes: Option<Arc<changes::ChangeMarker>>,
+    /// Workspace rows (with their issuer) read on each MCP request, kept under the marker.
+    workspaces: Arc<changes::MarkedRows<(WorkspaceRow, Option<WorkspaceIssuerRow>)>>,
 }
 
 impl Store {
@@ -100,18 +106,25 @@ impl Store {
         match database_url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(format!("{e}")))?;
+                // No ping before each use: it was a third round trip per statement (sqlx also
+                // pings each connection as it is released). A connection that died with the
+                // server fails one statement and is then replaced.
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
-                Ok(Store { pool: Pool::Postgres(pool) })
+                Ok(Store { pool: Pool::Postgres(pool), changes: None, workspaces: Arc::default() })
             }
             Some(url) if url.starts_with("sqlite:") => {
                 let options = SqliteConnectOptions::from_str(url)
                     .map_err(|e| StoreError::BadUrl(format!("{e}")))?
                     .create_if_missing(true);
-                Self::open_sqlite(options).await
+                // An in-memory database is private to each connection (or shared only within
+                // one cache): no marker could see its commits.
+                let on_file = !(url.contains(":memory:") || url.contains("mode=memory"));
+                Self::open_sqlite(options, on_file).await
             }
             Some(other) => Err(StoreError::BadUrl(format!(
                 "`{}` is neither postgres:// nor sqlite:",
@@ -120,12 +133,12 @@ impl Store {
             None => {
                 let options =
                     SqliteConnectOptions::new().filename(data_dir.join("gatehouse.db")).create_if_missing(true);
-                Self::open_sqlite(options).await
+                Self::open_sqlite(options, true).await
             }
         }
     }
 
-    async fn open_sqlite(options: SqliteConnectOptions) -> StoreResult<Self> {
+    async fn open_sqlite(options: SqliteConnectOptions, on_file: bool) -> StoreResult<Self> {
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before it is answered. With NORMAL a power loss may roll
@@ -136,8 +149,16 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         // No ping before each use: the database is a local file, so a connection does not go
         // stale, and the ping was a second hop to the connection's thread on every query.
-        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
-        Ok(Store { pool: Pool::Sqlite(pool) })
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        let changes = match on_file {
+            true => Some(Arc::new(changes::ChangeMarker::open(&options).await?)),
+            false => None,
+        };
+        Ok(Store { pool: Pool::Sqlite(pool), changes, workspaces: Arc::default() })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -163,6 +184,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(changes) = &self.changes {
+            changes.close().await;
+        }
         with_pool!(&self.pool, p => p.close().await)
     }
 
