@@ -105,7 +105,9 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
     origin::check(req.headers(), &state.settings.public_url)?;
     let found = state
         .store
-        .current_workspace_and_issuer(slug)
+        .current_rows()
+        .await
+        .workspace_by_slug(slug)
         .await
         .map_err(crate::resource::bearer::lookup_failed("workspace lookup failed"))?
         .ok_or_else(|| Refusal::NotFound(crate::resource::bearer::NO_SUCH_WORKSPACE.into()))?;

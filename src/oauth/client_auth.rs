@@ -2,6 +2,8 @@
 //! (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, or `none` for public clients.
 //! Confidential clients may use either secret method (clients disagree on which they use).
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -10,7 +12,7 @@ use super::error::OAuthError;
 use super::params::{Params, decode_component};
 use crate::app::AppState;
 use crate::crypto::secret_matches;
-use crate::store::ClientRow;
+use crate::store::{ClientRow, CurrentRows};
 
 struct Presented {
     client_id: String,
@@ -42,7 +44,20 @@ fn from_basic(headers: &HeaderMap) -> Result<Option<Presented>, OAuthError> {
 }
 
 /// Identifies and authenticates the calling client.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<ClientRow, OAuthError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Arc<ClientRow>, OAuthError> {
+    authenticate_in(&state.store.current_rows().await, headers, params).await
+}
+
+/// [`authenticate`], with the client read from `rows` (taken by the caller, who reads more).
+pub async fn authenticate_in(
+    rows: &CurrentRows<'_>,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Arc<ClientRow>, OAuthError> {
     let presented = match from_basic(headers)? {
         Some(basic) => {
             if params.get("client_secret").is_some() {
@@ -61,7 +76,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params
             secret: params.get("client_secret").map(str::to_owned),
         },
     };
-    let client = state.store.client_by_id(&presented.client_id).await?.ok_or_else(|| {
+    let client = rows.client(&presented.client_id).await?.ok_or_else(|| {
         OAuthError::invalid_client("unknown client_id; the client may have been deleted: register again")
     })?;
     match (&client.secret_hash, &presented.secret) {

@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use super::REFRESH_REUSE_GRACE_SECS;
-use super::client_auth::authenticate;
+use super::client_auth::authenticate_in;
 use super::error::{ErrorCode, OAuthError};
 use super::issue::{self, AccessGrant, TokenResponse};
 use super::params::{FormParams, Params};
@@ -15,7 +15,7 @@ use super::scope::ScopeSet;
 use crate::app::AppState;
 use crate::audit::{Actor, Event, EventKind};
 use crate::crypto::{constant_time_eq, hash_secret, sha256_b64url};
-use crate::store::{ClientRow, CodeRedemption, GrantRow, RefreshOutcome, WorkspaceRow};
+use crate::store::{ClientRow, CodeRedemption, CurrentRows, GrantRow, RefreshOutcome, WorkspaceRow};
 use crate::workspace::slug_from_resource;
 
 pub async fn token(
@@ -27,11 +27,13 @@ pub async fn token(
     let result = async {
         let FormParams(params) = form?;
         let grant_type = params.require("grant_type")?.to_owned();
-        let client = authenticate(&state, &headers, &params).await?;
+        // One look at what changed serves the whole request (client, then workspace).
+        let rows = state.store.current_rows().await;
+        let client = authenticate_in(&rows, &headers, &params).await?;
         match grant_type.as_str() {
-            "authorization_code" => authorization_code(&state, &client, &params, peer.ip()).await,
-            "refresh_token" => refresh(&state, &client, &params, peer.ip()).await,
-            "client_credentials" => client_credentials(&state, &client, &params, peer.ip()).await,
+            "authorization_code" => authorization_code(&state, &rows, &client, &params, peer.ip()).await,
+            "refresh_token" => refresh(&state, &rows, &client, &params, peer.ip()).await,
+            "client_credentials" => client_credentials(&state, &rows, &client, &params, peer.ip()).await,
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!("grant_type `{}` is not supported", other.chars().take(40).collect::<String>()),
@@ -55,14 +57,14 @@ fn check_resource(state: &AppState, params: &Params, ws: &WorkspaceRow) -> Resul
 }
 
 /// The workspace a token would be for; never one that trusts an external issuer.
-async fn workspace(state: &AppState, id: &str) -> Result<WorkspaceRow, OAuthError> {
-    let ws = state
-        .store
+async fn workspace(rows: &CurrentRows<'_>, id: &str) -> Result<WorkspaceRow, OAuthError> {
+    let found = rows
         .workspace_by_id(id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the workspace of this grant no longer exists"))?;
-    crate::resource::external::refuse_if_trusted(&state.store, &ws).await?;
-    Ok(ws)
+    let (ws, issuer) = &*found;
+    crate::resource::external::refusal_if_trusted(ws, issuer.as_ref())?;
+    Ok(ws.clone())
 }
 
 fn valid_verifier(v: &str) -> bool {
@@ -71,6 +73,7 @@ fn valid_verifier(v: &str) -> bool {
 
 async fn authorization_code(
     state: &AppState,
+    rows: &CurrentRows<'_>,
     client: &ClientRow,
     params: &Params,
     source: IpAddr,
@@ -113,7 +116,7 @@ async fn authorization_code(
     if !valid_verifier(verifier) || !constant_time_eq(&sha256_b64url(verifier.as_bytes()), &found.code_challenge) {
         return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
     }
-    let ws = workspace(state, &found.workspace_id).await?;
+    let ws = workspace(rows, &found.workspace_id).await?;
     check_resource(state, params, &ws)?;
 
     let grant = GrantRow {
@@ -169,6 +172,7 @@ async fn authorization_code(
 
 async fn refresh(
     state: &AppState,
+    rows: &CurrentRows<'_>,
     client: &ClientRow,
     params: &Params,
     source: IpAddr,
@@ -195,7 +199,7 @@ async fn refresh(
         {
             return Err(OAuthError::invalid_scope("a refresh may narrow the scope, never widen it"));
         }
-        check_resource(state, params, &workspace(state, &grant.workspace_id).await?)?;
+        check_resource(state, params, &workspace(rows, &grant.workspace_id).await?)?;
     }
     // Grant id and scope are left blank: the store fills both in from the token it spends,
     // which is only known inside the rotation transaction.
@@ -229,7 +233,7 @@ async fn refresh(
             }
         };
     let scope = requested_scope.map(|s| s.to_scope_string()).unwrap_or(granted_scope);
-    let ws = workspace(state, &grant.workspace_id).await?;
+    let ws = workspace(rows, &grant.workspace_id).await?;
     let audience = state.mcp_url(&ws.slug);
     let subject = grant.user_id.clone().unwrap_or_else(|| client.id.clone());
     let (access_token, expires_in) = issue::access_token(
@@ -251,6 +255,7 @@ async fn refresh(
 
 async fn client_credentials(
     state: &AppState,
+    rows: &CurrentRows<'_>,
     client: &ClientRow,
     params: &Params,
     source: IpAddr,
@@ -263,7 +268,7 @@ async fn client_credentials(
             "this client may not use client_credentials (only operator-made confidential clients bound to a workspace may)",
         ));
     };
-    let ws = workspace(state, ws_id).await?;
+    let ws = workspace(rows, ws_id).await?;
     check_resource(state, params, &ws)?;
     let client_scope = ScopeSet::from_stored(client.scope.as_deref().unwrap_or_default());
     let scope = match params.get("scope") {

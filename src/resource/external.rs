@@ -99,7 +99,15 @@ pub async fn trust(
 /// issuer: they would be refused at its MCP endpoint anyway, and the client should be sent
 /// to the issuer its protected resource metadata names.
 pub async fn refuse_if_trusted(store: &Store, ws: &WorkspaceRow) -> Result<(), crate::oauth::error::OAuthError> {
-    match store.workspace_issuer(&ws.id).await? {
+    refusal_if_trusted(ws, store.workspace_issuer(&ws.id).await?.as_ref())
+}
+
+/// [`refuse_if_trusted`] with the workspace's issuer already read.
+pub fn refusal_if_trusted(
+    ws: &WorkspaceRow,
+    issuer: Option<&WorkspaceIssuerRow>,
+) -> Result<(), crate::oauth::error::OAuthError> {
+    match issuer {
         None => Ok(()),
         Some(row) => Err(crate::oauth::error::OAuthError::invalid_target(format!(
             "workspace `{}` takes its tokens from {}, not from this server: get a token there",

@@ -1,7 +1,5 @@
 //! External authorization servers trusted by workspaces.
 
-use std::sync::Arc;
-
 use super::{Store, StoreResult, WorkspaceRow, with_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -38,39 +36,6 @@ struct WorkspaceAndIssuer {
 
 impl Store {
     /// The workspace with this slug and, if it trusts one, its external issuer.
-    /// [`Self::workspace_and_issuer_by_slug`] for a request: on SQLite served from memory
-    /// unless something was committed since it was read (see [`super::changes`]), so an MCP
-    /// request costs no query when nothing changed. Never staler than a read would be.
-    pub async fn current_workspace_and_issuer(
-        &self,
-        slug: &str,
-    ) -> StoreResult<Option<Arc<(WorkspaceRow, Option<WorkspaceIssuerRow>)>>> {
-        let marker = match &self.changes {
-            Some(changes) => match changes.current().await {
-                Ok(marker) => Some(marker),
-                Err(error) => {
-                    tracing::warn!(%error, "database change marker unavailable; reading the workspace row");
-                    None
-                }
-            },
-            None => None,
-        };
-        if let Some(marker) = marker
-            && let Some(row) = self.workspaces.get(slug, marker)
-        {
-            return Ok(Some(row));
-        }
-        let Some(row) = self.workspace_and_issuer_by_slug(slug).await? else {
-            return Ok(None);
-        };
-        let row = Arc::new(row);
-        if let Some(marker) = marker {
-            // Read after the marker was taken: at least as new as the marker says.
-            self.workspaces.put(slug, marker, row.clone());
-        }
-        Ok(Some(row))
-    }
-
     pub async fn workspace_and_issuer_by_slug(
         &self,
         slug: &str,

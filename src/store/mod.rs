@@ -8,6 +8,7 @@ mod changes;
 mod clients;
 mod codes;
 mod connections;
+mod data_version;
 mod grants;
 mod issuers;
 mod keys;
@@ -21,6 +22,7 @@ mod vault;
 mod workspaces;
 
 pub use audit::{AuditQuery, AuditRow};
+pub use changes::CurrentRows;
 pub use clients::{ClientRow, ClientUpdate, NewClient, source as client_source};
 pub use codes::{CodeRedemption, CodeRow, NewCode};
 pub use connections::{ConnectedAppRow, SessionFamilyRow, WorkspaceClientRow};
@@ -95,8 +97,8 @@ pub struct Store {
     pool: Pool,
     /// SQLite on a file only: tells when something was committed (see [`changes`]).
     changes: Option<Arc<changes::ChangeMarker>>,
-    /// Workspace rows (with their issuer) read on each MCP request, kept under the marker.
-    workspaces: Arc<changes::MarkedRows<(WorkspaceRow, Option<WorkspaceIssuerRow>)>>,
+    /// Rows read on every MCP request or token, kept under the marker.
+    kept: Arc<changes::KeptRows>,
 }
 
 impl Store {
@@ -115,7 +117,7 @@ impl Store {
                     .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
-                Ok(Store { pool: Pool::Postgres(pool), changes: None, workspaces: Arc::default() })
+                Ok(Store { pool: Pool::Postgres(pool), changes: None, kept: Arc::default() })
             }
             Some(url) if url.starts_with("sqlite:") => {
                 let options = SqliteConnectOptions::from_str(url)
@@ -155,10 +157,17 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         let changes = match on_file {
-            true => Some(Arc::new(changes::ChangeMarker::open(&options).await?)),
+            true => match changes::ChangeMarker::open(&options) {
+                Ok(marker) => Some(Arc::new(marker)),
+                // Not fatal: every row is then read, as on PostgreSQL.
+                Err(error) => {
+                    tracing::warn!(%error, "no database change marker; rows read on every request will be read each time");
+                    None
+                }
+            },
             false => None,
         };
-        Ok(Store { pool: Pool::Sqlite(pool), changes, workspaces: Arc::default() })
+        Ok(Store { pool: Pool::Sqlite(pool), changes, kept: Arc::default() })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -184,9 +193,6 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        if let Some(changes) = &self.changes {
-            changes.close().await;
-        }
         with_pool!(&self.pool, p => p.close().await)
     }
 

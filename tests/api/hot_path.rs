@@ -83,3 +83,48 @@ both_backends!(a_refresh_writes_the_rotation_and_last_use_once_a_minute, |app: T
     rotate(&refresh).await;
     assert_eq!(last_used().await, Some(app.clock.now_secs()), "a new minute is recorded");
 });
+
+// The client and workspace rows read for every token (and the workspace row read for every MCP
+// request) are kept in memory while nothing is committed (see `store::changes`). A change
+// written straight to the database by another process (the CLI, another node) must be seen on
+// the very next request: a client's secret rotated, a client deleted, a workspace renamed.
+both_backends!(clients_and_workspaces_changed_by_another_process_are_seen_at_once, |app: TestApp| async move {
+    let basic_token = |id: String, secret: String| {
+        let app = &app;
+        async move {
+            app.http
+                .post(format!("{}/token", app.url))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials"), ("resource", &app.mcp_url("default"))])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let (id, secret) = app.machine_client("mcp:read mcp:tools").await;
+    for _ in 0..2 {
+        assert_eq!(basic_token(id.clone(), secret.clone()).await.status(), 200);
+    }
+    let rotated = gatehouse::crypto::hash_secret("a-new-secret");
+    let sql = format!("UPDATE oauth_clients SET secret_hash = '{rotated}' WHERE id = '{id}'");
+    assert_eq!(app.execute_elsewhere(&sql).await, 1);
+    let old = basic_token(id.clone(), secret.clone()).await;
+    assert_eq!(old.status(), 401, "the old secret must stop working at once");
+    assert_eq!(old.json::<Value>().await.unwrap()["error"], "invalid_client");
+    assert_eq!(basic_token(id.clone(), "a-new-secret".into()).await.status(), 200);
+
+    assert_eq!(app.execute_elsewhere(&format!("DELETE FROM oauth_clients WHERE id = '{id}'")).await, 1);
+    let gone = basic_token(id.clone(), "a-new-secret".into()).await;
+    assert_eq!(gone.status(), 401, "a client deleted elsewhere gets no more tokens");
+
+    let (id, secret) = app.machine_client("mcp:read mcp:tools").await;
+    let at = app.client_credentials_token(&id, &secret).await["access_token"].as_str().unwrap().to_owned();
+    let session = open_session(&app, &at).await;
+    assert_eq!(rpc(&app, "default", Some(&at), Some(&session), echo(2)).await.status, 200);
+    assert_eq!(app.execute_elsewhere("UPDATE workspaces SET slug = 'moved' WHERE slug = 'default'").await, 1);
+    let moved = basic_token(id.clone(), secret.clone()).await;
+    assert_eq!(moved.status(), 400, "the resource no longer names the client's workspace");
+    assert_eq!(moved.json::<Value>().await.unwrap()["error"], "invalid_target");
+    let r = rpc(&app, "default", Some(&at), Some(&session), echo(3)).await;
+    assert_eq!(r.status, 404, "no workspace `default` any more");
+});
