@@ -8,8 +8,10 @@
 //! again. There is no window: the marker is asked anew for each request, after the request
 //! arrived, so a commit that finished before the request was received is always seen.
 //!
-//! Asking takes a few microseconds on the caller's thread (see [`super::data_version`]): no
-//! query with a row to decode, no hop to a sqlx connection thread.
+//! Asking costs a hop to the connection's thread, not a query with a row to decode, and
+//! concurrent requests share one question: a request takes the answer of the first question
+//! started after it arrived, so under load there is one question in flight, not one per
+//! request.
 //!
 //! PostgreSQL has no such cheap question (a revocation on another node is only seen by asking
 //! the database), so there the rows are read on every request.
@@ -17,9 +19,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection as _};
+use tokio::sync::watch;
 
-use super::data_version::{DataVersion, DataVersionError};
 use super::{ClientRow, Store, StoreResult, WorkspaceIssuerRow, WorkspaceRow};
 
 /// Rows kept at most; when full the cache is emptied (a slug costs one read to come back).
@@ -27,24 +30,113 @@ const MAX_ROWS: usize = 4096;
 
 /// The database's change marker (see the module docs).
 pub struct ChangeMarker {
-    connection: Mutex<DataVersion>,
+    progress: Mutex<Progress>,
+    /// The latest answer, broadcast: every request waiting for it wakes at once (a lock
+    /// handed from waiter to waiter made a convoy under load).
+    answers: watch::Sender<Answer>,
+    /// Used only by the one request asking at a time.
+    connection: tokio::sync::Mutex<Option<SqliteConnection>>,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    /// Questions started so far; a request may take the answer of any question numbered after
+    /// the count it saw when it arrived.
+    started: u64,
+    /// A question is in flight.
+    asking: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Answer {
+    /// Which question this answers (0: none yet).
+    number: u64,
+    /// None: that question failed.
+    value: Option<i64>,
 }
 
 impl std::fmt::Debug for ChangeMarker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangeMarker").finish_non_exhaustive()
+        f.debug_struct("ChangeMarker").field("progress", &*self.progress()).finish_non_exhaustive()
+    }
+}
+
+/// Ends the question in flight even if its asker is cancelled halfway (a client that hung up):
+/// the answer is published, or, without one, the waiters are woken to ask again.
+struct Asking<'a> {
+    marker: &'a ChangeMarker,
+    number: u64,
+    value: Option<i64>,
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        let mut progress = self.marker.progress();
+        progress.asking = false;
+        match self.value {
+            Some(value) => drop(self.marker.answers.send_replace(Answer { number: self.number, value: Some(value) })),
+            None => self.marker.answers.send_modify(|_| {}),
+        }
     }
 }
 
 impl ChangeMarker {
-    /// Opens the marker's own connection to the pool's database file (which must exist).
-    pub fn open(options: &SqliteConnectOptions) -> Result<Self, DataVersionError> {
-        Ok(ChangeMarker { connection: Mutex::new(DataVersion::open(options.get_filename())?) })
+    /// Opens the marker's own connection to the same file as the pool.
+    pub async fn open(options: &SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+        let connection = options.connect().await?;
+        Ok(ChangeMarker {
+            progress: Mutex::default(),
+            answers: watch::Sender::new(Answer::default()),
+            connection: tokio::sync::Mutex::new(Some(connection)),
+        })
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The current marker: equal to an earlier answer only if nothing was committed in between.
-    pub fn current(&self) -> Result<i64, DataVersionError> {
-        self.connection.lock().unwrap_or_else(PoisonError::into_inner).current()
+    pub async fn current(&self) -> Result<i64, sqlx::Error> {
+        let mut answers = self.answers.subscribe();
+        let arrived = self.progress().started;
+        loop {
+            let answer = *answers.borrow_and_update();
+            if answer.number > arrived {
+                // That question started after this request arrived: its answer covers every
+                // commit this request must see.
+                return answer.value.ok_or(sqlx::Error::WorkerCrashed);
+            }
+            let mine = {
+                let mut progress = self.progress();
+                match progress.asking {
+                    true => None,
+                    false => {
+                        progress.asking = true;
+                        progress.started += 1;
+                        Some(progress.started)
+                    }
+                }
+            };
+            let Some(number) = mine else {
+                // Someone is asking; their question may have started before this request
+                // arrived, so look again at whatever they answer.
+                answers.changed().await.map_err(|_| sqlx::Error::PoolClosed)?;
+                continue;
+            };
+            let mut asking = Asking { marker: self, number, value: None };
+            let mut connection = self.connection.lock().await;
+            let connection = connection.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+            let value: i64 = sqlx::query_scalar("PRAGMA data_version").fetch_one(connection).await?;
+            asking.value = Some(value);
+            return Ok(value);
+        }
+    }
+
+    pub async fn close(&self) {
+        let connection = self.connection.lock().await.take();
+        if let Some(connection) = connection {
+            drop(connection.close().await);
+        }
     }
 }
 
@@ -67,7 +159,7 @@ impl Store {
     /// in-memory SQLite database, or the marker's connection failing) every row is read.
     pub async fn current_rows(&self) -> CurrentRows<'_> {
         let marker = match &self.changes {
-            Some(changes) => match changes.current() {
+            Some(changes) => match changes.current().await {
                 Ok(marker) => Some(marker),
                 Err(error) => {
                     tracing::warn!(%error, "database change marker unavailable; reading rows instead");
@@ -175,7 +267,6 @@ impl<T> MarkedRows<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::ConnectOptions;
     use sqlx::sqlite::SqliteJournalMode;
 
     async fn file_db() -> (tempfile::TempDir, SqliteConnectOptions) {
@@ -192,41 +283,58 @@ mod tests {
         let (_dir, options) = file_db().await;
         let mut writer = options.connect().await.unwrap();
         sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut writer).await.unwrap();
-        let marker = ChangeMarker::open(&options).unwrap();
-        let first = marker.current().unwrap();
-        assert_eq!(marker.current().unwrap(), first, "nothing was committed");
+        let marker = ChangeMarker::open(&options).await.unwrap();
+        let first = marker.current().await.unwrap();
+        assert_eq!(marker.current().await.unwrap(), first, "nothing was committed");
         sqlx::query("INSERT INTO t VALUES (1)").execute(&mut writer).await.unwrap();
-        let second = marker.current().unwrap();
+        let second = marker.current().await.unwrap();
         assert_ne!(second, first, "a commit on another connection must move the marker");
         // A read changes nothing.
         sqlx::query("SELECT * FROM t").fetch_all(&mut writer).await.unwrap();
-        assert_eq!(marker.current().unwrap(), second);
-        // Nor does a transaction that is rolled back.
-        let mut tx = sqlx::Connection::begin(&mut writer).await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (2)").execute(&mut *tx).await.unwrap();
-        tx.rollback().await.unwrap();
-        assert_eq!(marker.current().unwrap(), second);
+        assert_eq!(marker.current().await.unwrap(), second);
+        marker.close().await;
     }
 
     #[tokio::test]
-    async fn askers_on_other_threads_each_see_a_commit_that_finished_before_they_asked() {
+    async fn concurrent_askers_each_see_a_commit_that_finished_before_they_asked() {
         let (_dir, options) = file_db().await;
         let mut writer = options.connect().await.unwrap();
         sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut writer).await.unwrap();
-        let marker = Arc::new(ChangeMarker::open(&options).unwrap());
+        let marker = Arc::new(ChangeMarker::open(&options).await.unwrap());
         for round in 0..20 {
-            let before = marker.current().unwrap();
+            let before = marker.current().await.unwrap();
             sqlx::query("INSERT INTO t VALUES ($1)").bind(round).execute(&mut writer).await.unwrap();
-            let askers: Vec<_> = (0..4)
+            let askers: Vec<_> = (0..8)
                 .map(|_| {
                     let marker = marker.clone();
-                    std::thread::spawn(move || marker.current().unwrap())
+                    tokio::spawn(async move { marker.current().await.unwrap() })
                 })
                 .collect();
             for asker in askers {
-                assert_ne!(asker.join().unwrap(), before, "round {round}: an answer from before the commit");
+                assert_ne!(asker.await.unwrap(), before, "round {round}: an answer from before the commit");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn an_asker_cancelled_halfway_does_not_leave_the_others_waiting() {
+        let (_dir, options) = file_db().await;
+        let marker = Arc::new(ChangeMarker::open(&options).await.unwrap());
+        // Hold the connection so that the first asker is stuck in its question, then cancel it
+        // (as hyper does when the client hangs up).
+        let held = marker.connection.lock().await;
+        let stuck = tokio::spawn({
+            let marker = marker.clone();
+            async move { marker.current().await }
+        });
+        while !marker.progress().asking {
+            tokio::task::yield_now().await;
+        }
+        stuck.abort();
+        assert!(stuck.await.unwrap_err().is_cancelled());
+        drop(held);
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), marker.current()).await;
+        assert!(answer.expect("the next request must not wait forever").is_ok());
     }
 
     #[test]

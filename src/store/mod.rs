@@ -8,7 +8,6 @@ mod changes;
 mod clients;
 mod codes;
 mod connections;
-mod data_version;
 mod grants;
 mod issuers;
 mod keys;
@@ -157,14 +156,7 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         let changes = match on_file {
-            true => match changes::ChangeMarker::open(&options) {
-                Ok(marker) => Some(Arc::new(marker)),
-                // Not fatal: every row is then read, as on PostgreSQL.
-                Err(error) => {
-                    tracing::warn!(%error, "no database change marker; rows read on every request will be read each time");
-                    None
-                }
-            },
+            true => Some(Arc::new(changes::ChangeMarker::open(&options).await?)),
             false => None,
         };
         Ok(Store { pool: Pool::Sqlite(pool), changes, kept: Arc::default() })
@@ -193,6 +185,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(changes) = &self.changes {
+            changes.close().await;
+        }
         with_pool!(&self.pool, p => p.close().await)
     }
 
