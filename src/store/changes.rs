@@ -49,10 +49,9 @@ struct Progress {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Answer {
-    /// Which question this answers (0: none yet).
+    /// Which question this answers (0: none yet). A failed question publishes nothing.
     number: u64,
-    /// None: that question failed.
-    value: Option<i64>,
+    value: i64,
 }
 
 impl std::fmt::Debug for ChangeMarker {
@@ -74,7 +73,7 @@ impl Drop for Asking<'_> {
         let mut progress = self.marker.progress();
         progress.asking = false;
         match self.value {
-            Some(value) => drop(self.marker.answers.send_replace(Answer { number: self.number, value: Some(value) })),
+            Some(value) => drop(self.marker.answers.send_replace(Answer { number: self.number, value })),
             None => self.marker.answers.send_modify(|_| {}),
         }
     }
@@ -104,7 +103,7 @@ impl ChangeMarker {
             if answer.number > arrived {
                 // That question started after this request arrived: its answer covers every
                 // commit this request must see.
-                return answer.value.ok_or(sqlx::Error::WorkerCrashed);
+                return Ok(answer.value);
             }
             let mine = {
                 let mut progress = self.progress();
