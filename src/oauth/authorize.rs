@@ -114,7 +114,7 @@ async fn authorize_inner(state: &AppState, headers: &HeaderMap, raw_query: &str)
                 "This app cannot connect",
                 "Its client ID is already used by another client registered here.".into(),
             ),
-            e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::BadUrl(_)) => {
+            e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::BadUrl(_) | StoreError::WriterGone) => {
                 PageError::from(e).into_response()
             }
         })?;

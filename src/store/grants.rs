@@ -4,6 +4,7 @@
 //! rotates the token, and a used token presented again (after a short grace) revokes the grant,
 //! which every access token carrying the grant id also loses on its next use.
 
+use super::rotations::Rotation;
 use super::{Store, StoreResult, with_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -46,17 +47,8 @@ macro_rules! grant_columns {
     };
 }
 
-#[derive(sqlx::FromRow)]
-struct SpentToken {
-    grant_id: String,
-    scope: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct TokenState {
-    grant_id: String,
-    used_at: Option<i64>,
-}
+/// The columns of [`GrantRow`], for statements built at run time.
+pub(super) const GRANT_COLUMNS: &str = grant_columns!();
 
 /// Inserts one refresh-token row on an open transaction.
 macro_rules! insert_refresh {
@@ -120,8 +112,9 @@ impl Store {
         Ok(())
     }
 
-    /// Rotates a refresh token in one transaction: spends the presented token (only if unused,
-    /// unexpired, issued to `client_id` and its grant live) and stores `new` in its place.
+    /// Rotates a refresh token: spends the presented token (only if unused, unexpired, issued
+    /// to `client_id` and its grant live) and stores `new` in its place, in one transaction
+    /// shared with the rotations presented at the same time (see [`super::rotations`]).
     /// A token used more than `grace_secs` ago revokes its whole family.
     pub async fn rotate_refresh_token(
         &self,
@@ -131,51 +124,21 @@ impl Store {
         grace_secs: i64,
         new: &NewRefreshToken,
     ) -> StoreResult<RefreshOutcome> {
-        let grant_sql = concat!("SELECT ", grant_columns!(), " FROM grants WHERE id = $1");
-        with_pool!(self.pool(), p => {
-            let mut tx = p.begin().await?;
-            let spent = sqlx::query_as::<_, SpentToken>(
-                "UPDATE refresh_tokens SET used_at = $1
-                 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
-                   AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL AND client_id = $3)
-                 RETURNING grant_id, scope",
-            ).bind(now).bind(token_hash).bind(client_id).fetch_optional(&mut *tx).await?;
-            let Some(spent) = spent else {
-                tx.rollback().await?;
-                return self.refresh_failure(token_hash, client_id, now, grace_secs).await;
-            };
-            let grant = sqlx::query_as::<_, GrantRow>(grant_sql).bind(&spent.grant_id).fetch_one(&mut *tx).await?;
-            // RFC 6749 §6: the new refresh token keeps the scope of the one it replaces.
-            let new = NewRefreshToken { grant_id: grant.id.clone(), scope: spent.scope.clone(), ..new.clone() };
-            insert_refresh!(&mut *tx, &new);
-            sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2").bind(now).bind(&grant.id).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(RefreshOutcome::Rotated { grant: Box::new(grant), old_scope: spent.scope })
-        })
+        self.rotations
+            .rotate(Rotation {
+                token_hash: token_hash.to_owned(),
+                client_id: client_id.to_owned(),
+                now,
+                grace_secs,
+                successor: new.clone(),
+            })
+            .await
     }
 
-    /// Explains why a refresh token was not rotated, revoking the family on reuse.
-    async fn refresh_failure(
-        &self,
-        token_hash: &str,
-        client_id: &str,
-        now: i64,
-        grace_secs: i64,
-    ) -> StoreResult<RefreshOutcome> {
-        let state = with_pool!(self.pool(), p => sqlx::query_as::<_, TokenState>(
-            "SELECT t.grant_id, t.used_at FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
-             WHERE t.token_hash = $1 AND g.client_id = $2",
-        ).bind(token_hash).bind(client_id).fetch_optional(p).await)?;
-        match state {
-            Some(TokenState { grant_id, used_at: Some(used_at) }) => {
-                if now - used_at <= grace_secs {
-                    return Ok(RefreshOutcome::Reused { grant_id, revoked: false });
-                }
-                let revoked = self.revoke_grant(&grant_id, now, "refresh token reused").await?;
-                Ok(RefreshOutcome::Reused { grant_id, revoked })
-            }
-            _ => Ok(RefreshOutcome::Invalid),
-        }
+    /// How well rotations share commits: (groups committed, rotations they held) since the
+    /// store was opened.
+    pub fn rotation_groups(&self) -> (u64, u64) {
+        self.rotations.counts()
     }
 
     /// Deletes refresh tokens past their expiry. Used ones are kept until then, because a

@@ -14,6 +14,7 @@ mod keys;
 mod machine_tokens;
 mod members;
 mod oidc;
+mod rotations;
 mod sessions;
 mod upstreams;
 mod users;
@@ -56,6 +57,8 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("invalid database URL: {0}")]
     BadUrl(String),
+    #[error("the refresh-token writer stopped before answering")]
+    WriterGone,
 }
 
 impl StoreError {
@@ -98,6 +101,8 @@ pub struct Store {
     changes: Option<Arc<changes::ChangeMarker>>,
     /// Rows read on every MCP request or token, kept under the marker.
     kept: Arc<changes::KeptRows>,
+    /// The one writer of refresh-token rotations (see [`rotations`]).
+    rotations: rotations::Rotator,
 }
 
 impl Store {
@@ -116,7 +121,8 @@ impl Store {
                     .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
-                Ok(Store { pool: Pool::Postgres(pool), changes: None, kept: Arc::default() })
+                let rotations = rotations::Rotator::start(Pool::Postgres(pool.clone()));
+                Ok(Store { pool: Pool::Postgres(pool), changes: None, kept: Arc::default(), rotations })
             }
             Some(url) if url.starts_with("sqlite:") => {
                 let options = SqliteConnectOptions::from_str(url)
@@ -159,7 +165,8 @@ impl Store {
             true => Some(Arc::new(changes::ChangeMarker::open(&options).await?)),
             false => None,
         };
-        Ok(Store { pool: Pool::Sqlite(pool), changes, kept: Arc::default() })
+        let rotations = rotations::Rotator::start(Pool::Sqlite(pool.clone()));
+        Ok(Store { pool: Pool::Sqlite(pool), changes, kept: Arc::default(), rotations })
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -239,6 +239,23 @@ impl TestApp {
         })
     }
 
+    /// Holds the refresh-token table's write lock from another connection, calls `start`
+    /// (which sets requests going), keeps the lock for `hold` more and releases it: the
+    /// requests' writes pile up behind it meanwhile. Returns what `start` returned.
+    pub async fn with_refresh_tokens_locked<T>(&self, hold: std::time::Duration, start: impl FnOnce() -> T) -> T {
+        let lock = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN; LOCK TABLE refresh_tokens IN EXCLUSIVE MODE",
+        };
+        on_separate_connection!(self, c => {
+            sqlx::raw_sql(lock).execute(&mut c).await.expect("lock");
+            let started = start();
+            tokio::time::sleep(hold).await;
+            sqlx::raw_sql("COMMIT").execute(&mut c).await.expect("unlock");
+            started
+        })
+    }
+
     /// A machine token for `default` (one day), as `gatehouse token create` makes it.
     pub async fn machine_token(&self, scope: &str, name: &str) -> (String, gatehouse::store::MachineTokenRow) {
         gatehouse::oauth::machine::create(&self.state.store, self.clock.as_ref(), "default", scope, 86_400, name)

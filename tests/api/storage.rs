@@ -80,6 +80,87 @@ both_backends!(concurrent_refreshes_rotate_exactly_once, |app: TestApp| async mo
     assert_eq!(app.count_rows("refresh_tokens").await, 10);
 });
 
+both_backends!(rotations_presented_together_are_answered_as_if_one_after_another, |app: TestApp| async move {
+    app.member("alice@example.com", "default").await;
+    // Twelve connected apps, each with a live refresh token.
+    let mut apps = Vec::new();
+    for _ in 0..12 {
+        let client = app.public_client().await;
+        let code = app.code_for("alice@example.com", &client).await;
+        let body: Value = app.exchange(&client, &code).await.json().await.unwrap();
+        apps.push((client, body["refresh_token"].as_str().unwrap().to_owned()));
+    }
+    let form = |(client, token): &(String, String)| {
+        vec![
+            ("grant_type".to_owned(), "refresh_token".to_owned()),
+            ("client_id".to_owned(), client.clone()),
+            ("refresh_token".to_owned(), token.clone()),
+        ]
+    };
+    // The last app's first token is spent now and presented again below, past the retry grace.
+    let spent = apps[11].clone();
+    let body: Value =
+        app.http.post(format!("{}/token", app.url)).form(&form(&spent)).send().await.unwrap().json().await.unwrap();
+    apps[11].1 = body["refresh_token"].as_str().unwrap().to_owned();
+    app.clock.advance(10);
+
+    // Apps 0..8 rotate their own tokens, app 8 twice at once, app 10 presents app 9's
+    // token, and app 11's spent token comes back.
+    let mut presented: Vec<(String, String)> = apps[..9].to_vec();
+    presented.push(apps[8].clone());
+    presented.push((apps[10].0.clone(), apps[9].1.clone()));
+    presented.push(spent);
+    let (groups_before, rotations_before) = app.state.store.rotation_groups();
+    let requests = app
+        .with_refresh_tokens_locked(std::time::Duration::from_millis(300), || {
+            presented
+                .iter()
+                .map(|p| tokio::spawn(app.http.post(format!("{}/token", app.url)).form(&form(p)).send()))
+                .collect::<Vec<_>>()
+        })
+        .await;
+    let mut answers = Vec::new();
+    for request in requests {
+        let res = request.await.unwrap().unwrap();
+        answers.push((res.status().as_u16(), res.json::<Value>().await.unwrap()));
+    }
+    let (groups, rotations) = app.state.store.rotation_groups();
+    assert!(
+        rotations - rotations_before > groups - groups_before,
+        "rotations that queued behind the lock shared a commit: {} rotations in {} groups",
+        rotations - rotations_before,
+        groups - groups_before
+    );
+
+    for (i, (status, body)) in answers[..8].iter().enumerate() {
+        assert_eq!(*status, 200, "app {i} rotates: {body}");
+    }
+    let mut twice: Vec<&(u16, Value)> = answers[8..10].iter().collect();
+    twice.sort_by_key(|(status, _)| *status);
+    assert_eq!((twice[0].0, twice[1].0), (200, 400), "one of the two presentations wins: {twice:?}");
+    assert_eq!(twice[1].1["error"], "invalid_grant");
+    assert_eq!(answers[10].0, 400, "another app's token is refused: {:?}", answers[10]);
+    assert_eq!(answers[10].1["error"], "invalid_grant");
+    assert_eq!(answers[11].0, 400, "a spent token is refused: {:?}", answers[11]);
+    assert_eq!(answers[11].1["error"], "invalid_grant");
+
+    let refresh = |client: &str, token: &str| {
+        let request = app.http.post(format!("{}/token", app.url)).form(&form(&(client.to_owned(), token.to_owned())));
+        async move { request.send().await.unwrap() }
+    };
+    // Every new token works: the duplicate came within the grace, so app 8 keeps its family.
+    let winners = answers[..8].iter().chain([twice[0]]);
+    for ((client, _), (_, body)) in apps[..9].iter().zip(winners) {
+        let res = refresh(client, body["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(res.status(), 200, "{client}'s new token works");
+    }
+    // App 9's token was not spent by app 10's attempt.
+    assert_eq!(refresh(&apps[9].0, &apps[9].1).await.status(), 200, "app 9's token is still good");
+    // App 11's family was revoked by the reuse, current token included.
+    let res = refresh(&apps[11].0, &apps[11].1).await;
+    assert_eq!(res.status(), 400, "the reused family is revoked");
+});
+
 both_backends!(concurrent_code_exchanges_issue_at_most_one_live_grant, |app: TestApp| async move {
     app.member("alice@example.com", "default").await;
     let client = app.public_client().await;

@@ -1,0 +1,258 @@
+//! Refresh-token rotations, committed in groups.
+//!
+//! A rotation must be on disk before it is answered, so one commit per rotation made the
+//! disk's flush rate the ceiling; on SQLite, concurrent rotations also queued on the write
+//! lock in the busy handler's millisecond sleeps. Rotations are instead handed to one writer
+//! task. It takes everything waiting, spends all the presented tokens with one statement,
+//! stores their successors with another, and commits once: a group of rotations costs one
+//! flush and a fixed number of statements, whatever its size. Nobody waits on purpose: a
+//! group is whatever queued while the previous one was being committed.
+//!
+//! The result is the same as running the group's rotations one after another: each token
+//! appears at most once in a group (a second presentation waits for the next group, where it
+//! is seen as used), and a failed statement makes the writer roll the group back and run its
+//! rotations one at a time, so one bad row cannot fail the others.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::grants::{GRANT_COLUMNS, GrantRow, NewRefreshToken, RefreshOutcome};
+use super::{Pool, StoreError, StoreResult, with_pool};
+
+/// Rotations in one group at most (6 bound values each, far below either database's limit).
+const MAX_GROUP: usize = 64;
+/// Rotations waiting for the writer at most; callers beyond that wait to queue.
+const MAX_QUEUED: usize = 1024;
+
+/// One presented refresh token to rotate.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub token_hash: String,
+    /// Only this client may spend the token.
+    pub client_id: String,
+    pub now: i64,
+    /// A token presented again within this many seconds of its use is a retry, not reuse.
+    pub grace_secs: i64,
+    /// The successor; its grant id and scope are taken from the token it replaces.
+    pub successor: NewRefreshToken,
+}
+
+struct Job {
+    rotation: Rotation,
+    reply: oneshot::Sender<StoreResult<RefreshOutcome>>,
+}
+
+/// The handle requests queue their rotations on. The writer task ends when the last handle
+/// (so the last clone of the store) is dropped.
+#[derive(Debug, Clone)]
+pub(super) struct Rotator {
+    jobs: mpsc::Sender<Job>,
+    counts: Arc<Counts>,
+}
+
+/// Groups committed and the rotations they held, since the start.
+#[derive(Debug, Default)]
+struct Counts {
+    groups: AtomicU64,
+    rotations: AtomicU64,
+}
+
+impl Rotator {
+    pub(super) fn start(pool: Pool) -> Self {
+        let (jobs, queue) = mpsc::channel(MAX_QUEUED);
+        let counts = Arc::new(Counts::default());
+        tokio::spawn(write_groups(pool, queue, counts.clone()));
+        Rotator { jobs, counts }
+    }
+
+    /// (groups committed, rotations they held).
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (self.counts.groups.load(Ordering::Relaxed), self.counts.rotations.load(Ordering::Relaxed))
+    }
+
+    pub(super) async fn rotate(&self, rotation: Rotation) -> StoreResult<RefreshOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { rotation, reply }).await.map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+/// The writer task: one group at a time, until every handle is gone.
+async fn write_groups(pool: Pool, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
+    let mut carried: Vec<Job> = Vec::new();
+    loop {
+        let mut waiting = std::mem::take(&mut carried);
+        if waiting.is_empty() {
+            if queue.recv_many(&mut waiting, MAX_GROUP).await == 0 {
+                return;
+            }
+        } else {
+            while waiting.len() < MAX_GROUP
+                && let Ok(job) = queue.try_recv()
+            {
+                waiting.push(job);
+            }
+        }
+        // A request whose caller has gone (cancelled, timed out) does not spend its token.
+        waiting.retain(|job| !job.reply.is_closed());
+        let mut tokens = HashSet::new();
+        let (group, later): (Vec<Job>, Vec<Job>) =
+            waiting.into_iter().partition(|job| tokens.insert(job.rotation.token_hash.clone()));
+        carried = later;
+        if !group.is_empty() {
+            commit_group(&pool, group, &counts).await;
+        }
+    }
+}
+
+async fn commit_group(pool: &Pool, group: Vec<Job>, counts: &Counts) {
+    let rotations: Vec<&Rotation> = group.iter().map(|job| &job.rotation).collect();
+    match rotate_together(pool, &rotations).await {
+        Ok(outcomes) => {
+            counts.groups.fetch_add(1, Ordering::Relaxed);
+            counts.rotations.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+            for (job, outcome) in group.into_iter().zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(err) if group.len() == 1 => {
+            if let Some(job) = group.into_iter().next() {
+                let _ = job.reply.send(Err(err));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, size = group.len(), "a group of rotations failed; retrying them one by one");
+            for job in group {
+                let alone = rotate_together(pool, &[&job.rotation]).await;
+                let _ = job.reply.send(alone.and_then(|mut one| one.pop().ok_or(StoreError::WriterGone)));
+            }
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Spent {
+    token_hash: String,
+    grant_id: String,
+    scope: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenState {
+    grant_id: String,
+    used_at: Option<i64>,
+}
+
+/// `$first, ..., $(first + count - 1)`.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `($1, $2, $3), ($4, $5, $6), ...`: `rows` tuples of `width` placeholders.
+fn tuples(rows: usize, width: usize) -> String {
+    (0..rows).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs `rotations` (distinct tokens) in one transaction; outcomes in the same order.
+async fn rotate_together(pool: &Pool, rotations: &[&Rotation]) -> StoreResult<Vec<RefreshOutcome>> {
+    // Placeholders only: every value is bound, so these strings carry no input.
+    let spend_sql = format!(
+        "UPDATE refresh_tokens SET used_at = p.column3 FROM (VALUES {}) AS p
+         WHERE refresh_tokens.token_hash = p.column1 AND refresh_tokens.used_at IS NULL
+           AND refresh_tokens.expires_at > p.column3
+           AND refresh_tokens.grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL AND client_id = p.column2)
+         RETURNING refresh_tokens.token_hash, refresh_tokens.grant_id, refresh_tokens.scope",
+        tuples(rotations.len(), 3)
+    );
+    with_pool!(pool, p => {
+        let mut tx = p.begin().await?;
+        let mut spend = sqlx::query_as::<_, Spent>(sqlx::AssertSqlSafe(spend_sql));
+        for r in rotations {
+            spend = spend.bind(&r.token_hash).bind(&r.client_id).bind(r.now);
+        }
+        let spent: HashMap<String, Spent> =
+            spend.fetch_all(&mut *tx).await?.into_iter().map(|s| (s.token_hash.clone(), s)).collect();
+
+        let mut grants: HashMap<String, GrantRow> = HashMap::new();
+        let successors: Vec<NewRefreshToken> = rotations
+            .iter()
+            .filter_map(|r| spent.get(&r.token_hash).map(|s| (r, s)))
+            // RFC 6749 §6: the new refresh token keeps the scope of the one it replaces.
+            .map(|(r, s)| NewRefreshToken { grant_id: s.grant_id.clone(), scope: s.scope.clone(), ..r.successor.clone() })
+            .collect();
+        if !successors.is_empty() {
+            let ids: Vec<&str> = spent.values().map(|s| s.grant_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
+            let select_sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({})", placeholders(1, ids.len()));
+            let mut select = sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(select_sql));
+            for id in &ids {
+                select = select.bind(*id);
+            }
+            grants = select.fetch_all(&mut *tx).await?.into_iter().map(|g| (g.id.clone(), g)).collect();
+
+            // `used_at` is left out: it starts NULL.
+            let insert_sql = format!(
+                "INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES {}",
+                tuples(successors.len(), 5)
+            );
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert_sql));
+            for s in &successors {
+                insert = insert.bind(&s.token_hash).bind(&s.grant_id).bind(&s.scope).bind(s.created_at).bind(s.expires_at);
+            }
+            insert.execute(&mut *tx).await?;
+
+            let last_used = rotations.iter().map(|r| r.now).max().unwrap_or_default();
+            let touch_sql = format!("UPDATE grants SET last_used_at = $1 WHERE id IN ({})", placeholders(2, ids.len()));
+            let mut touch = sqlx::query(sqlx::AssertSqlSafe(touch_sql)).bind(last_used);
+            for id in &ids {
+                touch = touch.bind(*id);
+            }
+            touch.execute(&mut *tx).await?;
+        }
+
+        // What was not spent is explained, and a reuse after the grace revokes its family,
+        // in the same transaction.
+        let mut outcomes = Vec::with_capacity(rotations.len());
+        for r in rotations {
+            if let Some(s) = spent.get(&r.token_hash) {
+                // Read in this transaction, after its token was spent under it: it is there.
+                let grant = grants.get(&s.grant_id).cloned().ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
+                outcomes.push(RefreshOutcome::Rotated { grant: Box::new(grant), old_scope: s.scope.clone() });
+                continue;
+            }
+            let state = sqlx::query_as::<_, TokenState>(
+                "SELECT t.grant_id, t.used_at FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
+                 WHERE t.token_hash = $1 AND g.client_id = $2",
+            ).bind(&r.token_hash).bind(&r.client_id).fetch_optional(&mut *tx).await?;
+            outcomes.push(match state {
+                Some(TokenState { grant_id, used_at: Some(used_at) }) if r.now - used_at <= r.grace_secs => {
+                    RefreshOutcome::Reused { grant_id, revoked: false }
+                }
+                Some(TokenState { grant_id, used_at: Some(_) }) => {
+                    let revoked = sqlx::query(
+                        "UPDATE grants SET revoked_at = $1, revoked_reason = 'refresh token reused' WHERE id = $2 AND revoked_at IS NULL",
+                    ).bind(r.now).bind(&grant_id).execute(&mut *tx).await?.rows_affected() == 1;
+                    RefreshOutcome::Reused { grant_id, revoked }
+                }
+                _ => RefreshOutcome::Invalid,
+            });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{placeholders, tuples};
+
+    #[test]
+    fn placeholders_are_numbered_on_from_the_first() {
+        assert_eq!(placeholders(1, 1), "$1");
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+        assert_eq!(tuples(1, 3), "($1, $2, $3)");
+        assert_eq!(tuples(2, 2), "($1, $2), ($3, $4)");
+    }
+}
