@@ -12,18 +12,32 @@
 //! appears at most once in a group (a second presentation waits for the next group, where it
 //! is seen as used), and a failed statement makes the writer roll the group back and run its
 //! rotations one at a time, so one bad row cannot fail the others.
+//!
+//! The writer keeps one pool connection while work keeps coming, and its statements come in
+//! four shapes only (groups are padded with rows that match nothing): taking any connection
+//! per group, with a statement text per group size, made each of the pool's connections
+//! prepare (and PostgreSQL plan) every size again, which cost more than the rotations.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Acquire as _, Postgres, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::grants::{GRANT_COLUMNS, GrantRow, NewRefreshToken, RefreshOutcome};
-use super::{Pool, StoreError, StoreResult, with_pool};
+use super::{Pool, StoreError, StoreResult};
 
+/// Group sizes the statements are written for; a group is padded up to the next one.
+const SHAPES: [usize; 4] = [1, 4, 16, 64];
 /// Rotations in one group at most (6 bound values each, far below either database's limit).
-const MAX_GROUP: usize = 64;
+const MAX_GROUP: usize = SHAPES[SHAPES.len() - 1];
+/// The writer gives its connection back to the pool after this long without work (closing
+/// the pool waits for it).
+const KEEP_IDLE: Duration = Duration::from_millis(100);
 /// Rotations waiting for the writer at most; callers beyond that wait to queue.
 const MAX_QUEUED: usize = 1024;
 
@@ -80,13 +94,47 @@ impl Rotator {
     }
 }
 
+/// The writer's connection, taken from the pool and kept while work keeps coming.
+enum Held {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Held {
+    async fn take(pool: &Pool) -> StoreResult<Self> {
+        Ok(match pool {
+            Pool::Sqlite(p) => Held::Sqlite(p.acquire().await?),
+            Pool::Postgres(p) => Held::Postgres(p.acquire().await?),
+        })
+    }
+
+    /// After a failure the connection is not trusted again: it is closed, not given back.
+    fn discard(mut self) {
+        match &mut self {
+            Held::Sqlite(c) => c.close_on_drop(),
+            Held::Postgres(c) => c.close_on_drop(),
+        }
+    }
+}
+
 /// The writer task: one group at a time, until every handle is gone.
 async fn write_groups(pool: Pool, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
     let mut carried: Vec<Job> = Vec::new();
+    let mut held: Option<Held> = None;
     loop {
         let mut waiting = std::mem::take(&mut carried);
         if waiting.is_empty() {
-            if queue.recv_many(&mut waiting, MAX_GROUP).await == 0 {
+            let received = match held {
+                Some(_) => match tokio::time::timeout(KEEP_IDLE, queue.recv_many(&mut waiting, MAX_GROUP)).await {
+                    Ok(received) => received,
+                    Err(_idle) => {
+                        held = None;
+                        continue;
+                    }
+                },
+                None => queue.recv_many(&mut waiting, MAX_GROUP).await,
+            };
+            if received == 0 {
                 return;
             }
         } else {
@@ -103,15 +151,32 @@ async fn write_groups(pool: Pool, mut queue: mpsc::Receiver<Job>, counts: Arc<Co
             waiting.into_iter().partition(|job| tokens.insert(job.rotation.token_hash.clone()));
         carried = later;
         if !group.is_empty() {
-            commit_group(&pool, group, &counts).await;
+            commit_group(&pool, &mut held, group, &counts).await;
         }
     }
 }
 
-async fn commit_group(pool: &Pool, group: Vec<Job>, counts: &Counts) {
+/// Runs one group on the held connection (taking one first if need be).
+async fn run_group(pool: &Pool, held: &mut Option<Held>, rotations: &[&Rotation]) -> StoreResult<Vec<RefreshOutcome>> {
+    let connection = match held {
+        Some(connection) => connection,
+        None => held.insert(Held::take(pool).await?),
+    };
+    let result = rotate_together(connection, rotations).await;
+    if result.is_err()
+        && let Some(connection) = held.take()
+    {
+        connection.discard();
+    }
+    result
+}
+
+async fn commit_group(pool: &Pool, held: &mut Option<Held>, group: Vec<Job>, counts: &Counts) {
     let rotations: Vec<&Rotation> = group.iter().map(|job| &job.rotation).collect();
-    match rotate_together(pool, &rotations).await {
+    let started = Instant::now();
+    match run_group(pool, held, &rotations).await {
         Ok(outcomes) => {
+            tracing::debug!(size = outcomes.len(), took_us = started.elapsed().as_micros(), "rotations committed");
             counts.groups.fetch_add(1, Ordering::Relaxed);
             counts.rotations.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
             for (job, outcome) in group.into_iter().zip(outcomes) {
@@ -126,7 +191,7 @@ async fn commit_group(pool: &Pool, group: Vec<Job>, counts: &Counts) {
         Err(err) => {
             tracing::warn!(error = %err, size = group.len(), "a group of rotations failed; retrying them one by one");
             for job in group {
-                let alone = rotate_together(pool, &[&job.rotation]).await;
+                let alone = run_group(pool, held, &[&job.rotation]).await;
                 let _ = job.reply.send(alone.and_then(|mut one| one.pop().ok_or(StoreError::WriterGone)));
             }
         }
@@ -156,58 +221,108 @@ fn tuples(rows: usize, width: usize) -> String {
     (0..rows).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
 }
 
-/// Runs `rotations` (distinct tokens) in one transaction; outcomes in the same order.
-async fn rotate_together(pool: &Pool, rotations: &[&Rotation]) -> StoreResult<Vec<RefreshOutcome>> {
-    // Placeholders only: every value is bound, so these strings carry no input.
-    let spend_sql = format!(
-        "UPDATE refresh_tokens SET used_at = p.column3 FROM (VALUES {}) AS p
-         WHERE refresh_tokens.token_hash = p.column1 AND refresh_tokens.used_at IS NULL
-           AND refresh_tokens.expires_at > p.column3
-           AND refresh_tokens.grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL AND client_id = p.column2)
-         RETURNING refresh_tokens.token_hash, refresh_tokens.grant_id, refresh_tokens.scope",
-        tuples(rotations.len(), 3)
-    );
-    with_pool!(pool, p => {
-        let mut tx = p.begin().await?;
-        let mut spend = sqlx::query_as::<_, Spent>(sqlx::AssertSqlSafe(spend_sql));
+/// The shape a group of `n` is padded to.
+fn shape(n: usize) -> usize {
+    SHAPES.into_iter().find(|&s| s >= n).unwrap_or(MAX_GROUP)
+}
+
+/// The four statements of a group of shape `rows`. Placeholders only: every value is bound,
+/// so these texts carry no input. Padding rows are all NULL, which matches nothing.
+struct Statements {
+    spend: String,
+    grants: String,
+    insert: String,
+    touch: String,
+}
+
+impl Statements {
+    fn for_shape(rows: usize) -> Self {
+        Statements {
+            spend: format!(
+                "UPDATE refresh_tokens SET used_at = p.column3 FROM (VALUES {}) AS p
+                 WHERE refresh_tokens.token_hash = p.column1 AND refresh_tokens.used_at IS NULL
+                   AND refresh_tokens.expires_at > p.column3
+                   AND refresh_tokens.grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL AND client_id = p.column2)
+                 RETURNING refresh_tokens.token_hash, refresh_tokens.grant_id, refresh_tokens.scope",
+                tuples(rows, 3)
+            ),
+            grants: format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({})", placeholders(1, rows)),
+            // `used_at` is left out: it starts NULL.
+            insert: format!(
+                "INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at)
+                 SELECT column1, column2, column3, column4, column5 FROM (VALUES {}) AS v WHERE column1 IS NOT NULL",
+                tuples(rows, 5)
+            ),
+            touch: format!("UPDATE grants SET last_used_at = $1 WHERE id IN ({})", placeholders(2, rows)),
+        }
+    }
+}
+
+/// Runs `rotations` (distinct tokens) in one transaction on `connection`; outcomes in the
+/// same order.
+async fn rotate_together(connection: &mut Held, rotations: &[&Rotation]) -> StoreResult<Vec<RefreshOutcome>> {
+    let rows = shape(rotations.len());
+    let padding = rows - rotations.len();
+    let sql = Statements::for_shape(rows);
+    macro_rules! with_connection {
+        ($c:ident => $body:expr) => {
+            match connection {
+                Held::Sqlite($c) => $body,
+                Held::Postgres($c) => $body,
+            }
+        };
+    }
+    with_connection!(c => {
+        let mut tx = c.begin().await?;
+        let mut spend = sqlx::query_as::<_, Spent>(sqlx::AssertSqlSafe(sql.spend));
         for r in rotations {
-            spend = spend.bind(&r.token_hash).bind(&r.client_id).bind(r.now);
+            spend = spend.bind(Some(&r.token_hash)).bind(Some(&r.client_id)).bind(Some(r.now));
+        }
+        for _ in 0..padding {
+            spend = spend.bind(None::<&str>).bind(None::<&str>).bind(None::<i64>);
         }
         let spent: HashMap<String, Spent> =
             spend.fetch_all(&mut *tx).await?.into_iter().map(|s| (s.token_hash.clone(), s)).collect();
 
-        let mut grants: HashMap<String, GrantRow> = HashMap::new();
         let successors: Vec<NewRefreshToken> = rotations
             .iter()
             .filter_map(|r| spent.get(&r.token_hash).map(|s| (r, s)))
             // RFC 6749 §6: the new refresh token keeps the scope of the one it replaces.
             .map(|(r, s)| NewRefreshToken { grant_id: s.grant_id.clone(), scope: s.scope.clone(), ..r.successor.clone() })
             .collect();
+        let mut grants: HashMap<String, GrantRow> = HashMap::new();
         if !successors.is_empty() {
             let ids: Vec<&str> = spent.values().map(|s| s.grant_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
-            let select_sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({})", placeholders(1, ids.len()));
-            let mut select = sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(select_sql));
+            let mut select = sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql.grants));
             for id in &ids {
-                select = select.bind(*id);
+                select = select.bind(Some(*id));
+            }
+            for _ in ids.len()..rows {
+                select = select.bind(None::<&str>);
             }
             grants = select.fetch_all(&mut *tx).await?.into_iter().map(|g| (g.id.clone(), g)).collect();
 
-            // `used_at` is left out: it starts NULL.
-            let insert_sql = format!(
-                "INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES {}",
-                tuples(successors.len(), 5)
-            );
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert_sql));
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql.insert));
             for s in &successors {
-                insert = insert.bind(&s.token_hash).bind(&s.grant_id).bind(&s.scope).bind(s.created_at).bind(s.expires_at);
+                insert = insert
+                    .bind(Some(&s.token_hash))
+                    .bind(Some(&s.grant_id))
+                    .bind(Some(&s.scope))
+                    .bind(Some(s.created_at))
+                    .bind(Some(s.expires_at));
+            }
+            for _ in successors.len()..rows {
+                insert = insert.bind(None::<&str>).bind(None::<&str>).bind(None::<&str>).bind(None::<i64>).bind(None::<i64>);
             }
             insert.execute(&mut *tx).await?;
 
             let last_used = rotations.iter().map(|r| r.now).max().unwrap_or_default();
-            let touch_sql = format!("UPDATE grants SET last_used_at = $1 WHERE id IN ({})", placeholders(2, ids.len()));
-            let mut touch = sqlx::query(sqlx::AssertSqlSafe(touch_sql)).bind(last_used);
+            let mut touch = sqlx::query(sqlx::AssertSqlSafe(sql.touch)).bind(last_used);
             for id in &ids {
-                touch = touch.bind(*id);
+                touch = touch.bind(Some(*id));
+            }
+            for _ in ids.len()..rows {
+                touch = touch.bind(None::<&str>);
             }
             touch.execute(&mut *tx).await?;
         }
@@ -246,7 +361,7 @@ async fn rotate_together(pool: &Pool, rotations: &[&Rotation]) -> StoreResult<Ve
 
 #[cfg(test)]
 mod tests {
-    use super::{placeholders, tuples};
+    use super::{placeholders, shape, tuples};
 
     #[test]
     fn placeholders_are_numbered_on_from_the_first() {
@@ -254,5 +369,10 @@ mod tests {
         assert_eq!(placeholders(2, 3), "$2, $3, $4");
         assert_eq!(tuples(1, 3), "($1, $2, $3)");
         assert_eq!(tuples(2, 2), "($1, $2), ($3, $4)");
+    }
+
+    #[test]
+    fn groups_are_padded_to_the_next_shape() {
+        assert_eq!([1, 2, 4, 5, 16, 17, 64].map(shape), [1, 4, 4, 16, 16, 64, 64]);
     }
 }
