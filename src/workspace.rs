@@ -78,6 +78,13 @@ pub fn slug_from_resource(public_url: &str, resource: &str) -> Option<String> {
     Some(slug.to_owned())
 }
 
+/// True if `resource` names workspace `slug`'s MCP endpoint. The canonical spelling (what the
+/// metadata advertises and clients send back) is recognised without parsing a URL, which was
+/// a measurable part of issuing a token; any other spelling is canonicalised first.
+pub fn resource_names(public_url: &str, resource: &str, slug: &str) -> bool {
+    resource == mcp_url(public_url, slug) || slug_from_resource(public_url, resource).as_deref() == Some(slug)
+}
+
 pub async fn create(
     store: &Store,
     clock: &dyn Clock,
@@ -125,6 +132,19 @@ pub enum CreateError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_canonical_resource_and_its_other_spellings_name_the_same_workspace() {
+        for public in ["https://gate.example.com", "http://127.0.0.1:8080/base"] {
+            let canonical = mcp_url(public, "acme");
+            assert_eq!(slug_from_resource(public, &canonical).as_deref(), Some("acme"), "{canonical}");
+            assert!(resource_names(public, &canonical, "acme"));
+            assert!(resource_names(public, &format!("{canonical}/"), "acme"));
+            assert!(!resource_names(public, &canonical, "other"));
+            assert!(!resource_names(public, &format!("{canonical}?x=1"), "acme"));
+        }
+        assert!(resource_names("https://gate.example.com", "HTTPS://GATE.example.COM/t/acme/mcp", "acme"));
+    }
 
     #[test]
     fn resources_are_canonicalised() {

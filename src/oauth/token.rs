@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::audit::{Actor, Event, EventKind};
 use crate::crypto::{constant_time_eq, hash_secret, sha256_b64url};
 use crate::store::{ClientRow, CodeRedemption, CurrentRows, GrantRow, RefreshOutcome, WorkspaceRow};
-use crate::workspace::slug_from_resource;
+use crate::workspace::resource_names;
 
 pub async fn token(
     State(state): State<AppState>,
@@ -51,7 +51,7 @@ pub async fn token(
 fn check_resource(state: &AppState, params: &Params, ws: &WorkspaceRow) -> Result<(), OAuthError> {
     match params.get("resource") {
         None => Ok(()),
-        Some(r) if slug_from_resource(&state.settings.public_url, r).as_deref() == Some(ws.slug.as_str()) => Ok(()),
+        Some(r) if resource_names(&state.settings.public_url, r, &ws.slug) => Ok(()),
         Some(_) => Err(OAuthError::invalid_target("resource does not match the workspace this grant is for")),
     }
 }

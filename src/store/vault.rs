@@ -93,10 +93,16 @@ impl Store {
 
     /// Removes an upstream's sign-in settings and every token held for it.
     pub async fn delete_upstream_credential(&self, upstream_id: &str) -> StoreResult<bool> {
-        with_pool!(self.pool(), p => sqlx::query("DELETE FROM upstream_tokens WHERE upstream_id = $1")
-            .bind(upstream_id).execute(p).await.map(|r| r.rows_affected()))?;
-        let done = with_pool!(self.pool(), p => sqlx::query("DELETE FROM upstream_credentials WHERE upstream_id = $1")
-            .bind(upstream_id).execute(p).await.map(|r| r.rows_affected()))?;
+        // One transaction: a failure between the two deletes must not leave tokens without the
+        // credential they were obtained under (or the credential without its tokens gone).
+        let done = with_pool!(self.pool(), p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM upstream_tokens WHERE upstream_id = $1").bind(upstream_id).execute(&mut *tx).await?;
+            let done = sqlx::query("DELETE FROM upstream_credentials WHERE upstream_id = $1")
+                .bind(upstream_id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            done
+        });
         Ok(done == 1)
     }
 
