@@ -1,5 +1,5 @@
--- pgbench: the refresh-token rotation Gatehouse runs (src/store/grants.rs, rotate_refresh_token),
--- statement for statement, in one transaction. Each pgbench client walks its own chain:
+-- pgbench: one refresh-token rotation, as the statements Gatehouse runs for it (src/store/rotations.rs,
+-- there for a whole group at once), in a transaction of its own. Each pgbench client walks its own chain:
 -- the token it inserts is the one it spends next (:cur starts as 'none' via -D, so each
 -- client's first transaction only starts its chain). Run with -M prepared, as sqlx does.
 \set r random(1, 9223372036854775806)
