@@ -207,14 +207,7 @@ impl CurrentRows<'_> {
 
     /// The workspace with this id, with the issuer it trusts.
     pub async fn workspace_by_id(&self, id: &str) -> StoreResult<Option<Arc<WorkspaceAndIssuer>>> {
-        let read = async {
-            let Some(workspace) = self.store.workspace_by_id(id).await? else {
-                return Ok(None);
-            };
-            let issuer = self.store.workspace_issuer(&workspace.id).await?;
-            Ok(Some((workspace, issuer)))
-        };
-        self.kept(&self.store.kept.workspaces_by_id, id, read).await
+        self.kept(&self.store.kept.workspaces_by_id, id, self.store.workspace_and_issuer_by_id(id)).await
     }
 
     /// The OAuth client with this id.

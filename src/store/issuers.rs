@@ -34,43 +34,65 @@ struct WorkspaceAndIssuer {
     updated_at: Option<i64>,
 }
 
+/// The query both lookups share; the caller adds the `WHERE`.
+macro_rules! workspace_and_issuer {
+    () => {
+        "SELECT w.id, w.slug, w.name, w.created_at, w.upstreams_version, w.revocations_version, i.issuer, i.audience, i.scope_map,
+             i.introspection_client_id, i.introspection_secret, i.introspection_endpoint, i.updated_at
+         FROM workspaces w LEFT JOIN workspace_issuers i ON i.workspace_id = w.id"
+    };
+}
+
+impl WorkspaceAndIssuer {
+    /// The workspace, and its issuer when the join found one.
+    fn split(self) -> (WorkspaceRow, Option<WorkspaceIssuerRow>) {
+        let issuer = match (self.issuer, self.scope_map, self.updated_at) {
+            (Some(issuer), Some(scope_map), Some(updated_at)) => Some(WorkspaceIssuerRow {
+                workspace_id: self.id.clone(),
+                issuer,
+                audience: self.audience,
+                scope_map,
+                introspection_client_id: self.introspection_client_id,
+                introspection_secret: self.introspection_secret,
+                introspection_endpoint: self.introspection_endpoint,
+                updated_at,
+            }),
+            _ => None,
+        };
+        (
+            WorkspaceRow {
+                id: self.id,
+                slug: self.slug,
+                name: self.name,
+                created_at: self.created_at,
+                upstreams_version: self.upstreams_version,
+                revocations_version: self.revocations_version,
+            },
+            issuer,
+        )
+    }
+}
+
 impl Store {
     /// The workspace with this slug and, if it trusts one, its external issuer.
     pub async fn workspace_and_issuer_by_slug(
         &self,
         slug: &str,
     ) -> StoreResult<Option<(WorkspaceRow, Option<WorkspaceIssuerRow>)>> {
-        let row = with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceAndIssuer>(
-            "SELECT w.id, w.slug, w.name, w.created_at, w.upstreams_version, w.revocations_version, i.issuer, i.audience, i.scope_map,
-                 i.introspection_client_id, i.introspection_secret, i.introspection_endpoint, i.updated_at
-             FROM workspaces w LEFT JOIN workspace_issuers i ON i.workspace_id = w.id WHERE w.slug = $1",
-        ).bind(slug).fetch_optional(p).await)?;
-        Ok(row.map(|r| {
-            let issuer = match (r.issuer, r.scope_map, r.updated_at) {
-                (Some(issuer), Some(scope_map), Some(updated_at)) => Some(WorkspaceIssuerRow {
-                    workspace_id: r.id.clone(),
-                    issuer,
-                    audience: r.audience,
-                    scope_map,
-                    introspection_client_id: r.introspection_client_id,
-                    introspection_secret: r.introspection_secret,
-                    introspection_endpoint: r.introspection_endpoint,
-                    updated_at,
-                }),
-                _ => None,
-            };
-            (
-                WorkspaceRow {
-                    id: r.id,
-                    slug: r.slug,
-                    name: r.name,
-                    created_at: r.created_at,
-                    upstreams_version: r.upstreams_version,
-                    revocations_version: r.revocations_version,
-                },
-                issuer,
-            )
-        }))
+        let sql = concat!(workspace_and_issuer!(), " WHERE w.slug = $1");
+        let row = with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceAndIssuer>(sql).bind(slug).fetch_optional(p).await)?;
+        Ok(row.map(WorkspaceAndIssuer::split))
+    }
+
+    /// The workspace with this id and, if it trusts one, its external issuer (one query: the
+    /// token endpoint reads both for every token when they are not kept).
+    pub async fn workspace_and_issuer_by_id(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(WorkspaceRow, Option<WorkspaceIssuerRow>)>> {
+        let sql = concat!(workspace_and_issuer!(), " WHERE w.id = $1");
+        let row = with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceAndIssuer>(sql).bind(id).fetch_optional(p).await)?;
+        Ok(row.map(WorkspaceAndIssuer::split))
     }
 
     /// Trusts an issuer for a workspace, replacing any earlier setting.
