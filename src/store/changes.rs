@@ -23,7 +23,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection as _};
 use tokio::sync::watch;
 
-use super::{ClientRow, Store, StoreResult, WorkspaceIssuerRow, WorkspaceRow};
+use super::issuers::WorkspaceAndIssuer;
+use super::{ClientRow, Store, StoreResult};
 
 /// Rows kept at most; when full the cache is emptied (a slug costs one read to come back).
 const MAX_ROWS: usize = 4096;
@@ -138,9 +139,6 @@ impl ChangeMarker {
         }
     }
 }
-
-/// A workspace row with the external issuer it trusts, if any.
-pub type WorkspaceAndIssuer = (WorkspaceRow, Option<WorkspaceIssuerRow>);
 
 /// The rows that are read on every MCP request or token request.
 #[derive(Debug, Default)]

@@ -16,9 +16,12 @@ pub struct WorkspaceIssuerRow {
     pub updated_at: i64,
 }
 
+/// A workspace row with the external issuer it trusts, if any.
+pub type WorkspaceAndIssuer = (WorkspaceRow, Option<WorkspaceIssuerRow>);
+
 /// A workspace and the issuer it trusts, read together (one query on the MCP hot path).
 #[derive(sqlx::FromRow)]
-struct WorkspaceAndIssuer {
+struct JoinedRow {
     id: String,
     slug: String,
     name: String,
@@ -43,9 +46,9 @@ macro_rules! workspace_and_issuer {
     };
 }
 
-impl WorkspaceAndIssuer {
+impl JoinedRow {
     /// The workspace, and its issuer when the join found one.
-    fn split(self) -> (WorkspaceRow, Option<WorkspaceIssuerRow>) {
+    fn split(self) -> WorkspaceAndIssuer {
         let issuer = match (self.issuer, self.scope_map, self.updated_at) {
             (Some(issuer), Some(scope_map), Some(updated_at)) => Some(WorkspaceIssuerRow {
                 workspace_id: self.id.clone(),
@@ -75,24 +78,18 @@ impl WorkspaceAndIssuer {
 
 impl Store {
     /// The workspace with this slug and, if it trusts one, its external issuer.
-    pub async fn workspace_and_issuer_by_slug(
-        &self,
-        slug: &str,
-    ) -> StoreResult<Option<(WorkspaceRow, Option<WorkspaceIssuerRow>)>> {
+    pub async fn workspace_and_issuer_by_slug(&self, slug: &str) -> StoreResult<Option<WorkspaceAndIssuer>> {
         let sql = concat!(workspace_and_issuer!(), " WHERE w.slug = $1");
-        let row = with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceAndIssuer>(sql).bind(slug).fetch_optional(p).await)?;
-        Ok(row.map(WorkspaceAndIssuer::split))
+        let row = with_pool!(self.pool(), p => sqlx::query_as::<_, JoinedRow>(sql).bind(slug).fetch_optional(p).await)?;
+        Ok(row.map(JoinedRow::split))
     }
 
     /// The workspace with this id and, if it trusts one, its external issuer (one query: the
     /// token endpoint reads both for every token when they are not kept).
-    pub async fn workspace_and_issuer_by_id(
-        &self,
-        id: &str,
-    ) -> StoreResult<Option<(WorkspaceRow, Option<WorkspaceIssuerRow>)>> {
+    pub async fn workspace_and_issuer_by_id(&self, id: &str) -> StoreResult<Option<WorkspaceAndIssuer>> {
         let sql = concat!(workspace_and_issuer!(), " WHERE w.id = $1");
-        let row = with_pool!(self.pool(), p => sqlx::query_as::<_, WorkspaceAndIssuer>(sql).bind(id).fetch_optional(p).await)?;
-        Ok(row.map(WorkspaceAndIssuer::split))
+        let row = with_pool!(self.pool(), p => sqlx::query_as::<_, JoinedRow>(sql).bind(id).fetch_optional(p).await)?;
+        Ok(row.map(JoinedRow::split))
     }
 
     /// Trusts an issuer for a workspace, replacing any earlier setting.

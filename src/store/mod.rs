@@ -27,7 +27,7 @@ pub use clients::{ClientRow, ClientUpdate, NewClient, source as client_source};
 pub use codes::{CodeRedemption, CodeRow, NewCode};
 pub use connections::{ConnectedAppRow, SessionFamilyRow, WorkspaceClientRow};
 pub use grants::{GrantRow, NewRefreshToken, RefreshOutcome};
-pub use issuers::WorkspaceIssuerRow;
+pub use issuers::{WorkspaceAndIssuer, WorkspaceIssuerRow};
 pub use keys::SigningKeyRow;
 pub use machine_tokens::MachineTokenRow;
 pub use members::MemberRow;

@@ -19,8 +19,8 @@
 //! prepare (and PostgreSQL plan) every size again, which cost more than the rotations.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use std::time::{Duration, Instant};
 
@@ -221,10 +221,8 @@ fn tuples(rows: usize, width: usize) -> String {
     (0..rows).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
 }
 
-/// The shape a group of `n` is padded to.
-fn shape(n: usize) -> usize {
-    SHAPES.into_iter().find(|&s| s >= n).unwrap_or(MAX_GROUP)
-}
+/// Each shape's statements, written once rather than formatted again for every group.
+static STATEMENTS: LazyLock<[Statements; SHAPES.len()]> = LazyLock::new(|| SHAPES.map(Statements::for_shape));
 
 /// The four statements of a group of shape `rows`. Placeholders only: every value is bound,
 /// so these texts carry no input. Padding rows are all NULL, which matches nothing.
@@ -236,6 +234,12 @@ struct Statements {
 }
 
 impl Statements {
+    /// The rows a group of `n` is padded to (the next shape), and its statements.
+    fn for_group(n: usize) -> (usize, &'static Statements) {
+        let i = SHAPES.iter().position(|&shape| shape >= n).unwrap_or(SHAPES.len() - 1);
+        (SHAPES[i], &STATEMENTS[i])
+    }
+
     fn for_shape(rows: usize) -> Self {
         Statements {
             spend: format!(
@@ -261,9 +265,8 @@ impl Statements {
 /// Runs `rotations` (distinct tokens) in one transaction on `connection`; outcomes in the
 /// same order.
 async fn rotate_together(connection: &mut Held, rotations: &[&Rotation]) -> StoreResult<Vec<RefreshOutcome>> {
-    let rows = shape(rotations.len());
+    let (rows, sql) = Statements::for_group(rotations.len());
     let padding = rows - rotations.len();
-    let sql = Statements::for_shape(rows);
     macro_rules! with_connection {
         ($c:ident => $body:expr) => {
             match connection {
@@ -274,7 +277,7 @@ async fn rotate_together(connection: &mut Held, rotations: &[&Rotation]) -> Stor
     }
     with_connection!(c => {
         let mut tx = c.begin().await?;
-        let mut spend = sqlx::query_as::<_, Spent>(sqlx::AssertSqlSafe(sql.spend));
+        let mut spend = sqlx::query_as::<_, Spent>(sql.spend.as_str());
         for r in rotations {
             spend = spend.bind(Some(&r.token_hash)).bind(Some(&r.client_id)).bind(Some(r.now));
         }
@@ -293,7 +296,7 @@ async fn rotate_together(connection: &mut Held, rotations: &[&Rotation]) -> Stor
         let mut grants: HashMap<String, GrantRow> = HashMap::new();
         if !successors.is_empty() {
             let ids: Vec<&str> = spent.values().map(|s| s.grant_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
-            let mut select = sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql.grants));
+            let mut select = sqlx::query_as::<_, GrantRow>(sql.grants.as_str());
             for id in &ids {
                 select = select.bind(Some(*id));
             }
@@ -302,7 +305,7 @@ async fn rotate_together(connection: &mut Held, rotations: &[&Rotation]) -> Stor
             }
             grants = select.fetch_all(&mut *tx).await?.into_iter().map(|g| (g.id.clone(), g)).collect();
 
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql.insert));
+            let mut insert = sqlx::query(sql.insert.as_str());
             for s in &successors {
                 insert = insert
                     .bind(Some(&s.token_hash))
@@ -317,7 +320,7 @@ async fn rotate_together(connection: &mut Held, rotations: &[&Rotation]) -> Stor
             insert.execute(&mut *tx).await?;
 
             let last_used = rotations.iter().map(|r| r.now).max().unwrap_or_default();
-            let mut touch = sqlx::query(sqlx::AssertSqlSafe(sql.touch)).bind(last_used);
+            let mut touch = sqlx::query(sql.touch.as_str()).bind(last_used);
             for id in &ids {
                 touch = touch.bind(Some(*id));
             }
@@ -361,7 +364,7 @@ async fn rotate_together(connection: &mut Held, rotations: &[&Rotation]) -> Stor
 
 #[cfg(test)]
 mod tests {
-    use super::{placeholders, shape, tuples};
+    use super::{Statements, placeholders, tuples};
 
     #[test]
     fn placeholders_are_numbered_on_from_the_first() {
@@ -373,6 +376,6 @@ mod tests {
 
     #[test]
     fn groups_are_padded_to_the_next_shape() {
-        assert_eq!([1, 2, 4, 5, 16, 17, 64].map(shape), [1, 4, 4, 16, 16, 64, 64]);
+        assert_eq!([1, 2, 4, 5, 16, 17, 64].map(|n| Statements::for_group(n).0), [1, 4, 4, 16, 16, 64, 64]);
     }
 }
