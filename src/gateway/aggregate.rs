@@ -22,6 +22,7 @@
 //!   connections are opened once and reused across requests; what upstreams announce reaches
 //!   that principal's `subscriptions/listen` streams.
 
+mod direct;
 mod handler;
 mod listen;
 mod names;
@@ -303,10 +304,14 @@ impl Aggregator {
     fn note(&self, peer: &Peer<RoleServer>, extensions: &rmcp::model::Extensions) {
         *lock(&self.0.downstream) = Some(peer.clone());
         if let Some(caller) = demo::caller(extensions) {
-            let mut noted = lock(&self.0.caller);
-            if noted.is_none() {
-                *noted = Some(caller.clone());
-            }
+            self.note_caller(caller);
+        }
+    }
+
+    fn note_caller(&self, caller: &Caller) {
+        let mut noted = lock(&self.0.caller);
+        if noted.is_none() {
+            *noted = Some(caller.clone());
         }
     }
 

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 
 use super::demo::Caller;
+use super::direct;
 use super::sessions::Binding;
 use crate::app::AppState;
 use crate::oauth::scope::DEFAULT_SCOPE;
@@ -31,7 +32,7 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
     };
     let resource_metadata = metadata_url(&state.settings.public_url, &slug);
     let ctx = ChallengeContext { resource_metadata: &resource_metadata, default_scope: DEFAULT_SCOPE };
-    let Admitted { request: req, owner, workspace_id, upstreams_version, opens_session } =
+    let Admitted { request: req, message, owner, workspace_id, upstreams_version, opens_session } =
         match admit(&state, &slug, req).await {
             Ok(admitted) => admitted,
             Err(refusal) => return refusal.into_response_with(&ctx),
@@ -54,12 +55,23 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
             Ok(upstreams) if opens_session => {
                 state.workspaces.for_config(&workspace_id, upstreams, Some(state.credentials_for(&workspace_id, &slug)))
             }
-            Ok(upstreams) => state.workspaces.stateless(
-                &workspace_id,
-                &owner,
-                upstreams,
-                Some(state.credentials_for(&workspace_id, &slug)),
-            ),
+            Ok(upstreams) => {
+                let credentials = state.credentials_for(&workspace_id, &slug);
+                let server = state.workspaces.stateless(&workspace_id, &owner, upstreams, Some(credentials));
+                // A plain tool call is answered here rather than by rmcp (see `direct`).
+                if let Some(message) = &message
+                    && let Some(caller) = req.extensions().get::<Caller>()
+                    && let Some(call) = direct::recognise(req.headers(), message)
+                {
+                    if let Some(permit) = &permit {
+                        permit.checked();
+                    }
+                    if let Some(answered) = direct::answer(&server.aggregator, call, caller).await {
+                        return answered;
+                    }
+                }
+                server.service
+            }
             Err(e) => {
                 tracing::error!(error = %e, workspace = %slug, "cannot read the workspace's upstreams");
                 return (StatusCode::SERVICE_UNAVAILABLE, "the workspace's servers cannot be loaded; retry shortly")
@@ -90,6 +102,8 @@ struct Admitted {
     /// To forward: the caller's identity attached, the Authorization header removed (the
     /// client's token never travels upstream).
     request: Request,
+    /// A POST's JSON-RPC message, also in `request`'s body.
+    message: Option<Bytes>,
     /// Who is calling: the key their MCP sessions and stateless servers are bound to.
     owner: String,
     workspace_id: String,
@@ -114,15 +128,15 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
     let (ws, trusted) = &*found;
     let (mut parts, body) = req.into_parts();
     let principal = authenticate(state, &parts.headers, parts.uri.query(), ws, trusted.as_ref()).await?;
-    let (body, opens_session) = if parts.method == Method::POST {
+    let (body, message, opens_session) = if parts.method == Method::POST {
         let bytes = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
             .await
             .map_err(|_| Refusal::BadRequest(format!("JSON-RPC messages are limited to {MAX_MESSAGE_BYTES} bytes")))?;
         MethodScopes::default().check_message(principal.scope.iter(), &bytes)?;
         let opens_session = is_legacy_initialize(&bytes);
-        (Body::from(bytes), opens_session)
+        (Body::from(bytes.clone()), Some(bytes), opens_session)
     } else {
-        (body, true)
+        (body, None, true)
     };
     parts.headers.remove(header::AUTHORIZATION);
     parts.extensions.insert(Caller {
@@ -135,6 +149,7 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
     parts.extensions.insert(principal);
     Ok(Admitted {
         request: Request::from_parts(parts, body),
+        message,
         owner,
         workspace_id: ws.id.clone(),
         upstreams_version: ws.upstreams_version,

@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod aggregate;
 pub mod demo;
+pub mod direct;
 pub mod endpoint;
 pub mod listed;
 pub mod probe;

@@ -323,14 +323,31 @@ impl UpstreamClient {
                 result.map_err(|error| self.error(error))
             }
             () = context.ct.cancelled() => {
-                let cancel = rmcp::model::CancelledNotification::new(
-                    rmcp::model::CancelledNotificationParam::new(Some(id), Some("cancelled by the client".to_owned())),
-                );
                 // Best effort: the upstream may already have finished or gone away.
-                drop(peer.send_notification(ClientNotification::CancelledNotification(cancel)).await);
+                drop(peer.send_notification(cancelled(id)).await);
                 Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "request cancelled", None))
             }
         }
+    }
+
+    /// Sends `request` upstream for a stateless downstream request that the endpoint answers
+    /// itself (see `gateway::direct`), whose `_meta` is `meta`. Nothing is relayed: such a
+    /// request asked for no progress, and a 2026-07-28 upstream sends no server-to-client
+    /// requests (it returns them inside results). If this future is dropped first (the client
+    /// went away), the upstream request is cancelled.
+    pub async fn forward_direct(
+        &self,
+        mut request: ClientRequest,
+        meta: &RequestMetaObject,
+    ) -> Result<ServerResult, ErrorData> {
+        *request.get_meta_mut() = RequestMetaObject::default();
+        let options = PeerRequestOptions::no_options().with_meta(self.forwarded_meta(meta));
+        let handle: RequestHandle<RoleClient> =
+            self.service.peer().send_request_with_option(request, options).await.map_err(|error| self.error(error))?;
+        let mut pending = CancelOnDrop(Some((handle.id.clone(), handle.peer.clone())));
+        let result = handle.await_response().await;
+        pending.0 = None;
+        result.map_err(|error| self.error(error))
     }
 
     /// Maps a failure talking to the upstream to the JSON-RPC error the client sees: the
@@ -346,6 +363,28 @@ impl UpstreamClient {
     /// Ends the session, waiting briefly for a stdio child to exit.
     pub async fn close(mut self) {
         drop(self.service.close_with_timeout(Duration::from_secs(5)).await);
+    }
+}
+
+/// The notification that cancels upstream request `id`.
+fn cancelled(id: rmcp::model::RequestId) -> ClientNotification {
+    ClientNotification::CancelledNotification(rmcp::model::CancelledNotification::new(
+        rmcp::model::CancelledNotificationParam::new(Some(id), Some("cancelled by the client".to_owned())),
+    ))
+}
+
+/// Cancels an upstream request when dropped while still armed (its downstream request was
+/// abandoned before the answer came).
+struct CancelOnDrop(Option<(rmcp::model::RequestId, rmcp::Peer<RoleClient>)>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some((id, peer)) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Best effort, as above; a drop cannot wait for the send.
+            runtime.spawn(async move { drop(peer.send_notification(cancelled(id)).await) });
+        }
     }
 }
 

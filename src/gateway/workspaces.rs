@@ -35,7 +35,16 @@ pub const STATELESS_IDLE: Duration = Duration::from_secs(15 * 60);
 struct Stateless {
     upstreams: Listing,
     service: WorkspaceService,
+    /// The service's handler, for the requests the endpoint answers itself (`direct`).
+    aggregator: Aggregator,
     last_used: Instant,
+}
+
+/// The server for one principal's stateless requests: rmcp's service and its handler.
+#[derive(Clone)]
+pub struct StatelessServer {
+    pub service: WorkspaceService,
+    pub aggregator: Aggregator,
 }
 
 #[derive(Default)]
@@ -96,7 +105,7 @@ impl WorkspaceServers {
         principal: &str,
         upstreams: Listing,
         credentials: Option<Arc<dyn CredentialResolver>>,
-    ) -> WorkspaceService {
+    ) -> StatelessServer {
         let now = Instant::now();
         let key = (workspace_id.to_owned(), principal.to_owned());
         let mut map = lock(&self.stateless);
@@ -104,7 +113,7 @@ impl WorkspaceServers {
             && same(&entry.upstreams, &upstreams)
         {
             entry.last_used = now;
-            return entry.service.clone();
+            return StatelessServer { service: entry.service.clone(), aggregator: entry.aggregator.clone() };
         }
         map.retain(|_, entry| now.duration_since(entry.last_used) < STATELESS_IDLE);
         while map.len() >= MAX_STATELESS {
@@ -113,9 +122,11 @@ impl WorkspaceServers {
             };
             map.remove(&oldest);
         }
-        let shared = Aggregator::lazy(upstreams.as_ref().clone(), Lifecycle::Stateless, credentials);
+        let aggregator = Aggregator::lazy(upstreams.as_ref().clone(), Lifecycle::Stateless, credentials);
+        let shared = aggregator.clone();
         let service = self.build(move || shared.clone());
-        map.insert(key, Stateless { upstreams, service: service.clone(), last_used: now });
-        service
+        let entry = Stateless { upstreams, service: service.clone(), aggregator: aggregator.clone(), last_used: now };
+        map.insert(key, entry);
+        StatelessServer { service, aggregator }
     }
 }

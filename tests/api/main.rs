@@ -21,6 +21,7 @@ mod oidc;
 mod page_forms;
 mod pages;
 mod register;
+mod stateless_calls;
 mod storage;
 mod upstreams_version;
 mod vault;

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
-        CallToolRequest, CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientRequest, CompleteRequest,
-        CompleteRequestParams, CompleteResult, DiscoverResult, GetPromptRequest, GetPromptRequestParams,
-        GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
+        CallToolRequest, CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientCapabilities, ClientRequest,
+        CompleteRequest, CompleteRequestParams, CompleteResult, DiscoverResult, GetPromptRequest,
+        GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
         ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequest,
         ReadResourceRequestParams, ReadResourceResponse, Reference, ServerCapabilities, ServerConfig, ServerResult,
         SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams, SubscriptionFilter,
@@ -30,16 +30,19 @@ const URL_ELICITATION_REQUIRED: i32 = -32042;
 /// supports URL-mode elicitation gets URLElicitationRequiredError with the Connect page, so it
 /// can open it for the person; any other client gets a tool error whose text carries the link
 /// (the model can pass it on). Other errors stay as they are.
-fn connect_first(error: ErrorData, context: &RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+/// `capabilities`: what the client declared (in its `initialize`, or a stateless request's
+/// `_meta`).
+pub(super) fn connect_first(
+    error: ErrorData,
+    capabilities: Option<&ClientCapabilities>,
+) -> Result<CallToolResponse, ErrorData> {
     let Some(url) =
         error.data.as_ref().and_then(|d| d.get(CONNECT_URL_KEY)).and_then(|u| u.as_str()).map(str::to_owned)
     else {
         return Err(error);
     };
-    let supports_url = context
-        .peer
-        .peer_info()
-        .is_some_and(|info| info.capabilities.elicitation.as_ref().is_some_and(|e| e.url.is_some()));
+    let supports_url =
+        capabilities.is_some_and(|capabilities| capabilities.elicitation.as_ref().is_some_and(|e| e.url.is_some()));
     let message = format!("{} Open {url} to connect your account, then try again.", error.message);
     if supports_url {
         let elicitation_id = uuid::Uuid::now_v7().to_string();
@@ -55,11 +58,31 @@ fn connect_first(error: ErrorData, context: &RequestContext<RoleServer>) -> Resu
     Ok(CallToolResponse::Complete(result))
 }
 
+pub(super) fn unknown_tool(name: &str) -> ErrorData {
+    ErrorData::invalid_params(format!("unknown tool `{name}`"), None)
+}
+
 fn unexpected(upstream: &str) -> ErrorData {
     ErrorData::internal_error(format!("upstream `{upstream}` sent an unexpected answer"), None)
 }
 
 impl Aggregator {
+    /// What upstream `index` answered to a `tools/call`, as the client gets it.
+    pub(super) fn call_result(&self, index: usize, forwarded: ServerResult) -> Result<CallToolResponse, ErrorData> {
+        match forwarded {
+            ServerResult::CallToolResult(mut result) => {
+                mark_complete(&mut result.result_type);
+                Ok(CallToolResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
+            ServerResult::CreateTaskResult(result) => {
+                self.own_task(&result.task.task_id, index);
+                Ok(CallToolResponse::Task(result))
+            }
+            _ => Err(unexpected(self.name_of(index))),
+        }
+    }
+
     /// Sends `request` to the upstream owning `uri` (or, when that cannot be told, to each in
     /// turn until one accepts it).
     async fn by_resource(
@@ -196,27 +219,15 @@ impl ServerHandler for Aggregator {
     ) -> impl Future<Output = Result<CallToolResponse, ErrorData>> + Send + '_ {
         Box::pin(async move {
             let Some((index, inner)) = self.0.naming.route(&request.name) else {
-                return Err(ErrorData::invalid_params(format!("unknown tool `{}`", request.name), None));
+                return Err(unknown_tool(&request.name));
             };
             request.name = inner.to_owned().into();
             request.meta = None;
             let forwarded =
                 self.forward(index, ClientRequest::CallToolRequest(CallToolRequest::new(request)), &context).await;
-            let forwarded = match forwarded {
-                Err(error) => return connect_first(error, &context),
-                Ok(result) => result,
-            };
             match forwarded {
-                ServerResult::CallToolResult(mut result) => {
-                    mark_complete(&mut result.result_type);
-                    Ok(CallToolResponse::Complete(result))
-                }
-                ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
-                ServerResult::CreateTaskResult(result) => {
-                    self.own_task(&result.task.task_id, index);
-                    Ok(CallToolResponse::Task(result))
-                }
-                _ => Err(unexpected(self.name_of(index))),
+                Err(error) => connect_first(error, context.client_capabilities().as_ref()),
+                Ok(result) => self.call_result(index, result),
             }
         })
     }
