@@ -12,6 +12,7 @@
 //! never among what is sent: HTTP upstreams get only the headers configured for them.
 
 pub mod auth;
+mod direct_http;
 mod relay;
 
 use std::{collections::HashMap, process::Stdio, sync::Arc, time::Duration};
@@ -35,6 +36,7 @@ use rmcp::{
 use tokio::{io::AsyncBufReadExt, sync::mpsc};
 
 pub use auth::{BearerSource, CredentialResolver, SignInRequired};
+use direct_http::{DirectHttp, Poster};
 pub use relay::{Listeners, Relay};
 
 use super::demo::DemoServer;
@@ -106,6 +108,8 @@ pub struct UpstreamClient {
     service: RunningService<RoleClient, Relay>,
     /// The upstream speaks 2026-07-28 (requests carry their own context in `_meta`).
     stateless: bool,
+    /// A stateless HTTP upstream: tool calls for stateless clients are posted directly.
+    direct: Option<DirectHttp>,
 }
 
 /// Who the gateway says it is, and what it can relay back to its own client.
@@ -147,26 +151,35 @@ async fn connect_with(
     let handshake = async {
         match &upstream.spec {
             UpstreamSpec::Http { url, headers } => {
+                let headers = header_map(&name, headers)?;
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                    .custom_headers(header_map(&name, headers)?)
+                    .custom_headers(headers.clone())
                     // An upstream restarted behind us forgets our session; start a new one
                     // rather than failing every later call.
                     .reinit_on_expired_session(true);
-                match bearer {
-                    Some(source) => {
-                        let transport =
-                            StreamableHttpClientTransport::with_client(auth::BearerClient::new(source), config);
-                        relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
+                // One client (one connection pool) for rmcp's transport and the direct calls.
+                let poster = match bearer {
+                    Some(source) => Poster::Bearer(auth::BearerClient::new(source)),
+                    None => Poster::Plain(http_client()),
+                };
+                let service = match poster.clone() {
+                    Poster::Bearer(client) => {
+                        let transport = StreamableHttpClientTransport::with_client(client, config);
+                        relay.serve_with_lifecycle(transport, mode).await
                     }
-                    None => {
-                        let transport = StreamableHttpClientTransport::with_client(http_client(), config);
-                        relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
+                    Poster::Plain(client) => {
+                        let transport = StreamableHttpClientTransport::with_client(client, config);
+                        relay.serve_with_lifecycle(transport, mode).await
                     }
-                }
+                };
+                let service = service.map_err(|e| handshake_error(&name, e))?;
+                Ok((service, Some((url.as_str(), headers, poster))))
             }
             UpstreamSpec::Stdio { command, args } => {
                 let transport = spawn_stdio(&name, command, args)?;
-                relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))
+                let service =
+                    relay.serve_with_lifecycle(transport, mode).await.map_err(|e| handshake_error(&name, e))?;
+                Ok((service, None))
             }
             UpstreamSpec::Demo => {
                 let (client_side, server_side) = channel_pair();
@@ -177,16 +190,24 @@ async fn connect_with(
                         Err(error) => tracing::warn!(%error, "in-process demo server failed to start"),
                     }
                 });
-                relay.serve_with_lifecycle(client_side, mode).await.map_err(|e| handshake_error(&name, e))
+                let service =
+                    relay.serve_with_lifecycle(client_side, mode).await.map_err(|e| handshake_error(&name, e))?;
+                Ok((service, None))
             }
         }
     };
-    let service = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+    let (service, http) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
         .await
         .map_err(|_| UpstreamError::Timeout { upstream: name.clone() })??;
     let stateless = service.peer().peer_info().is_some_and(|info| !info.protocol_version.has_initialize());
     tracing::info!(upstream = %name, stateless, "connected to upstream MCP server");
-    Ok(UpstreamClient { name, service, stateless })
+    let direct = match http {
+        Some((url, headers, poster)) if stateless => {
+            Some(DirectHttp::new(&name, url, headers, poster, &client_config()))
+        }
+        Some(_) | None => None,
+    };
+    Ok(UpstreamClient { name, service, stateless, direct })
 }
 
 /// The HTTP client of one upstream connection. Unlike rmcp's default client it keeps idle
@@ -337,9 +358,15 @@ impl UpstreamClient {
     /// went away), the upstream request is cancelled.
     pub async fn forward_direct(
         &self,
-        mut request: ClientRequest,
+        request: ClientRequest,
         meta: &RequestMetaObject,
     ) -> Result<ServerResult, ErrorData> {
+        let mut request = match (request, &self.direct) {
+            (ClientRequest::CallToolRequest(call), Some(direct)) if direct.can_call(&call.params.name) => {
+                return direct.call_tool(call.params, self.forwarded_meta(meta)).await;
+            }
+            (request, _) => request,
+        };
         *request.get_meta_mut() = RequestMetaObject::default();
         let options = PeerRequestOptions::no_options().with_meta(self.forwarded_meta(meta));
         let handle: RequestHandle<RoleClient> =

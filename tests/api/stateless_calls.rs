@@ -1,7 +1,9 @@
 //! Stateless (2026-07-28) tool calls that the endpoint answers itself, without rmcp's server
 //! side (`gateway::direct`), must get exactly what rmcp's path gives: here each call is made
 //! both ways (a quality value in `Accept` sends a request down rmcp's path, since the direct
-//! path leaves weighing those to rmcp) and the answers compared, status, type and body.
+//! path leaves weighing those to rmcp) and the answers compared, status, type and body. The
+//! upstreams: the in-process demo, and the demo server over HTTP answering in JSON and in SSE
+//! (calls to stateless HTTP upstreams are posted without rmcp's client too).
 
 use serde_json::{Value, json};
 
@@ -65,6 +67,16 @@ async fn both_ways(app: &TestApp, token: &str, tool: &str, arguments: Value, hea
     direct
 }
 
+/// The demo server over HTTP, answering every request with an SSE stream rather than JSON.
+async fn sse_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = gatehouse::gateway::demo::config().with_json_response(false);
+    let router = axum::Router::new().route_service("/mcp", gatehouse::gateway::demo::service(config));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}/mcp")
+}
+
 both_backends!(stateless_tool_calls_are_answered_as_rmcp_answers_them, |app: TestApp| async move {
     use gatehouse::gateway::{registry, upstream::UpstreamSpec};
     let tokens = access_token(&app, "mcp:read mcp:tools").await;
@@ -72,6 +84,8 @@ both_backends!(stateless_tool_calls_are_answered_as_rmcp_answers_them, |app: Tes
     let ws = app.state.store.workspace_by_slug("default").await.unwrap().unwrap();
     let web = UpstreamSpec::Http { url: http_upstream().await, headers: vec![] };
     registry::add(&app.state.store, &app.state.sealer, app.clock.as_ref(), &ws.id, "web", &web).await.unwrap();
+    let streaming = UpstreamSpec::Http { url: sse_upstream().await, headers: vec![] };
+    registry::add(&app.state.store, &app.state.sealer, app.clock.as_ref(), &ws.id, "sse", &streaming).await.unwrap();
 
     let echo = both_ways(&app, at, "demo__echo", json!({"text": "hello"}), &[]).await;
     assert_eq!(echo.status, 200);
@@ -88,6 +102,10 @@ both_backends!(stateless_tool_calls_are_answered_as_rmcp_answers_them, |app: Tes
 
     let over_http = both_ways(&app, at, "web__echo", json!({"text": "via http"}), &[]).await;
     assert_eq!(over_http.body["result"]["content"][0]["text"], "via http", "{}", over_http.body);
+    let streamed = both_ways(&app, at, "sse__echo", json!({"text": "as an event"}), &[]).await;
+    assert_eq!(streamed.body["result"]["content"][0]["text"], "as an event", "{}", streamed.body);
+    let streamed_error = both_ways(&app, at, "sse__add", json!({"a": 1}), &[]).await;
+    assert_eq!(streamed_error.body["result"]["isError"], true, "{}", streamed_error.body);
 
     // Errors: the upstream's own (bad arguments: a tool error), and the gateway's (no such tool).
     let bad_arguments = both_ways(&app, at, "demo__add", json!({"a": "one"}), &[]).await;
