@@ -128,3 +128,30 @@ both_backends!(stateless_tool_calls_with_contradicting_headers_are_still_refused
     let json_only = call(&app, at, "application/json", "echo", json!({"text": "x"}), &[]).await;
     assert_eq!(json_only.status, 406, "{}", json_only.body);
 });
+
+// A person's upstream account on the direct path: the Connect link before they connect, their
+// own token after, and a token the upstream refuses refreshed once and the call retried.
+both_backends!(stateless_calls_to_a_signed_in_upstream_use_the_callers_account, |app: TestApp| async move {
+    use crate::vault::{add_upstream, failure_text, gateway_token, person_credential, upstream_tokens};
+    use gatehouse::vault::Owner;
+    let upstream = TestApp::spawn(Backend::Sqlite).await;
+    let client = upstream.public_client().await;
+    let (_, upstream_id) = add_upstream(&app, &upstream).await;
+    app.state.vault.set_credential(&upstream_id, &person_credential(&upstream, &client)).await.unwrap();
+    let alice_at = gateway_token(&app, "alice@example.com").await;
+    let alice = app.state.store.user_by_email("alice@example.com").await.unwrap().unwrap();
+
+    let before = both_ways(&app, &alice_at, "whoami", json!({}), &[]).await;
+    let message = failure_text(&before.body);
+    assert!(message.contains(&format!("{}/w/default/upstreams/up", app.url)), "the Connect link: {message}");
+
+    let tokens = upstream_tokens(&upstream, "alice-upstream@example.com", &client).await;
+    app.state.vault.store_tokens(&upstream_id, Owner::Person(&alice.id), &tokens, None).await.unwrap();
+    // The upstream's clock runs ahead: it refuses the token our clock still thinks is fresh.
+    upstream.clock.advance(tokens.expires_in.unwrap() + 1);
+    let who = both_ways(&app, &alice_at, "whoami", json!({}), &[]).await;
+    let upstream_alice = upstream.state.store.user_by_email("alice-upstream@example.com").await.unwrap().unwrap();
+    assert!(who.body.to_string().contains(&upstream_alice.id), "alice acts as her upstream account: {}", who.body);
+    let held = app.state.vault.access_token(&upstream_id, Owner::Person(&alice.id), None).await.unwrap();
+    assert_ne!(held.token, tokens.access_token, "refreshed on the 401, and the new token is held");
+});
