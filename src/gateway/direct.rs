@@ -21,7 +21,6 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorCode, JsonObject, JsonRpcVersion2_0, ProtocolVersion, RequestId,
     RequestMetaObject, ServerJsonRpcMessage, ServerResult,
 };
-
 use rmcp::{ErrorData, ServerHandler};
 
 use super::aggregate::Aggregator;
