@@ -67,13 +67,18 @@ impl Default for Admission {
 #[derive(Debug)]
 pub struct Permit {
     admission: Arc<Admission>,
-    admitted: Instant,
+    /// When it was admitted; taken when the request's check time is recorded.
+    admitted: Option<Instant>,
 }
 
 impl Permit {
-    /// The request passed its checks and goes to the workspace's server now.
-    pub fn checked(&self) {
-        self.admission.observe_check_time(self.admitted.elapsed());
+    /// The request passed its checks and goes to the workspace's server now. Recorded once:
+    /// a request the endpoint meant to answer itself and then handed to rmcp is not counted
+    /// twice.
+    pub fn checked(&mut self) {
+        if let Some(admitted) = self.admitted.take() {
+            self.admission.observe_check_time(admitted.elapsed());
+        }
     }
 }
 
@@ -118,7 +123,7 @@ impl Admission {
     /// Admits a request, or says why not.
     pub fn admit(self: &Arc<Self>) -> Result<Permit, Refused> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let permit = Permit { admission: self.clone(), admitted: Instant::now() };
+        let permit = Permit { admission: self.clone(), admitted: Some(Instant::now()) };
         // On refusal the permit's drop gives the slot back.
         if before >= MAX_IN_FLIGHT {
             return Err(Refused::TooManyInFlight);

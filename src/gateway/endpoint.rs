@@ -23,7 +23,7 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: Request) -> Response {
     // Shed load before any work is done for the request; SSE streams (GET) are not counted.
-    let permit = match req.method() == Method::POST {
+    let mut permit = match req.method() == Method::POST {
         true => match state.admission.admit() {
             Ok(permit) => Some(permit),
             Err(refused) => return refused.into_response(),
@@ -63,7 +63,7 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
                     && let Some(caller) = req.extensions().get::<Caller>()
                     && let Some(call) = direct::recognise(req.headers(), message)
                 {
-                    if let Some(permit) = &permit {
+                    if let Some(permit) = &mut permit {
                         permit.checked();
                     }
                     if let Some(answered) = direct::answer(&server.aggregator, call, caller).await {
@@ -80,7 +80,7 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
         },
     };
     let closing = req.method() == Method::DELETE;
-    if let Some(permit) = &permit {
+    if let Some(permit) = &mut permit {
         permit.checked();
     }
     let res = match service.clone().oneshot(req).await {

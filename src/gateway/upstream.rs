@@ -330,12 +330,7 @@ impl UpstreamClient {
     ) -> Result<ServerResult, ErrorData> {
         let relay = self.relay();
         relay.attach(&context.peer);
-        let mut request = request;
-        // Whatever `_meta` the request carries is replaced by what may travel upstream.
-        *request.get_meta_mut() = RequestMetaObject::default();
-        let options = PeerRequestOptions::no_options().with_meta(self.forwarded_meta(&context.meta));
-        let handle: RequestHandle<RoleClient> =
-            self.service.peer().send_request_with_option(request, options).await.map_err(|error| self.error(error))?;
+        let handle = self.send(request, &context.meta).await?;
         let _forwarding = relay.begin(&handle.progress_token, context);
         let (id, peer) = (handle.id.clone(), handle.peer.clone());
         tokio::select! {
@@ -361,20 +356,29 @@ impl UpstreamClient {
         request: ClientRequest,
         meta: &RequestMetaObject,
     ) -> Result<ServerResult, ErrorData> {
-        let mut request = match (request, &self.direct) {
+        let request = match (request, &self.direct) {
             (ClientRequest::CallToolRequest(call), Some(direct)) if direct.can_call(&call.params.name) => {
                 return direct.call_tool(call.params, self.forwarded_meta(meta)).await;
             }
             (request, _) => request,
         };
-        *request.get_meta_mut() = RequestMetaObject::default();
-        let options = PeerRequestOptions::no_options().with_meta(self.forwarded_meta(meta));
-        let handle: RequestHandle<RoleClient> =
-            self.service.peer().send_request_with_option(request, options).await.map_err(|error| self.error(error))?;
+        let handle = self.send(request, meta).await?;
         let mut pending = CancelOnDrop(Some((handle.id.clone(), handle.peer.clone())));
         let result = handle.await_response().await;
         pending.0 = None;
         result.map_err(|error| self.error(error))
+    }
+
+    /// Sends `request` through rmcp's client session, its `_meta` replaced by what of the
+    /// downstream request's `meta` may travel upstream.
+    async fn send(
+        &self,
+        mut request: ClientRequest,
+        meta: &RequestMetaObject,
+    ) -> Result<RequestHandle<RoleClient>, ErrorData> {
+        *request.get_meta_mut() = RequestMetaObject::default();
+        let options = PeerRequestOptions::no_options().with_meta(self.forwarded_meta(meta));
+        self.service.peer().send_request_with_option(request, options).await.map_err(|error| self.error(error))
     }
 
     /// Maps a failure talking to the upstream to the JSON-RPC error the client sees: the

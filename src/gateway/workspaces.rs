@@ -34,13 +34,12 @@ pub const STATELESS_IDLE: Duration = Duration::from_secs(15 * 60);
 
 struct Stateless {
     upstreams: Listing,
-    service: WorkspaceService,
-    /// The service's handler, for the requests the endpoint answers itself (`direct`).
-    aggregator: Aggregator,
+    server: StatelessServer,
     last_used: Instant,
 }
 
-/// The server for one principal's stateless requests: rmcp's service and its handler.
+/// The server for one principal's stateless requests: rmcp's service, and its handler for
+/// the requests the endpoint answers itself (`direct`).
 #[derive(Clone)]
 pub struct StatelessServer {
     pub service: WorkspaceService,
@@ -113,7 +112,7 @@ impl WorkspaceServers {
             && same(&entry.upstreams, &upstreams)
         {
             entry.last_used = now;
-            return StatelessServer { service: entry.service.clone(), aggregator: entry.aggregator.clone() };
+            return entry.server.clone();
         }
         map.retain(|_, entry| now.duration_since(entry.last_used) < STATELESS_IDLE);
         while map.len() >= MAX_STATELESS {
@@ -125,8 +124,8 @@ impl WorkspaceServers {
         let aggregator = Aggregator::lazy(upstreams.as_ref().clone(), Lifecycle::Stateless, credentials);
         let shared = aggregator.clone();
         let service = self.build(move || shared.clone());
-        let entry = Stateless { upstreams, service: service.clone(), aggregator: aggregator.clone(), last_used: now };
-        map.insert(key, entry);
-        StatelessServer { service, aggregator }
+        let server = StatelessServer { service, aggregator };
+        map.insert(key, Stateless { upstreams, server: server.clone(), last_used: now });
+        server
     }
 }
