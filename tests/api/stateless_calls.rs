@@ -132,12 +132,9 @@ both_backends!(stateless_tool_calls_with_contradicting_headers_are_still_refused
 // A person's upstream account on the direct path: the Connect link before they connect, their
 // own token after, and a token the upstream refuses refreshed once and the call retried.
 both_backends!(stateless_calls_to_a_signed_in_upstream_use_the_callers_account, |app: TestApp| async move {
-    use crate::vault::{add_upstream, failure_text, gateway_token, person_credential, upstream_tokens};
+    use crate::vault::{failure_text, gateway_token, person_upstream, upstream_tokens};
     use gatehouse::vault::Owner;
-    let upstream = TestApp::spawn(Backend::Sqlite).await;
-    let client = upstream.public_client().await;
-    let (_, upstream_id) = add_upstream(&app, &upstream).await;
-    app.state.vault.set_credential(&upstream_id, &person_credential(&upstream, &client)).await.unwrap();
+    let (upstream, client, _, upstream_id) = person_upstream(&app).await;
     let alice_at = gateway_token(&app, "alice@example.com").await;
     let alice = app.state.store.user_by_email("alice@example.com").await.unwrap().unwrap();
 

@@ -50,6 +50,17 @@ pub(crate) async fn add_upstream(app: &TestApp, upstream: &TestApp) -> (String, 
     (ws.id, row.id)
 }
 
+/// A second Gatehouse as the gateway's only upstream `up`, with a public client there whose
+/// credential in the vault signs each person in with their own account. Returns the upstream,
+/// that client's id, and the gateway's workspace and upstream ids.
+pub(crate) async fn person_upstream(app: &TestApp) -> (TestApp, String, String, String) {
+    let upstream = TestApp::spawn(Backend::Sqlite).await;
+    let client = upstream.public_client().await;
+    let (ws_id, upstream_id) = add_upstream(app, &upstream).await;
+    app.state.vault.set_credential(&upstream_id, &person_credential(&upstream, &client)).await.unwrap();
+    (upstream, client, ws_id, upstream_id)
+}
+
 pub(crate) fn person_credential(upstream: &TestApp, client: &str) -> OAuthCredential {
     OAuthCredential {
         grant: GrantKind::AuthorizationCode,
@@ -172,10 +183,7 @@ both_backends!(workspace_client_credentials_sign_in_sealed_at_rest, |app: TestAp
 });
 
 both_backends!(person_tokens_serve_only_their_owner_and_refresh_before_expiry, |app: TestApp| async move {
-    let upstream = TestApp::spawn(Backend::Sqlite).await;
-    let client = upstream.public_client().await;
-    let (_, upstream_id) = add_upstream(&app, &upstream).await;
-    app.state.vault.set_credential(&upstream_id, &person_credential(&upstream, &client)).await.unwrap();
+    let (upstream, client, _, upstream_id) = person_upstream(&app).await;
     let alice_at = gateway_token(&app, "alice@example.com").await;
     let bob_at = gateway_token(&app, "bob@example.com").await;
     let alice = app.state.store.user_by_email("alice@example.com").await.unwrap().unwrap();
@@ -235,10 +243,7 @@ both_backends!(person_tokens_serve_only_their_owner_and_refresh_before_expiry, |
 });
 
 both_backends!(an_access_token_refused_upstream_is_refreshed_once, |app: TestApp| async move {
-    let upstream = TestApp::spawn(Backend::Sqlite).await;
-    let client = upstream.public_client().await;
-    let (_, upstream_id) = add_upstream(&app, &upstream).await;
-    app.state.vault.set_credential(&upstream_id, &person_credential(&upstream, &client)).await.unwrap();
+    let (upstream, client, _, upstream_id) = person_upstream(&app).await;
     let alice_at = gateway_token(&app, "alice@example.com").await;
     let alice = app.state.store.user_by_email("alice@example.com").await.unwrap().unwrap();
     let tokens = upstream_tokens(&upstream, "alice-upstream@example.com", &client).await;
@@ -392,10 +397,7 @@ both_backends!(sealed_tokens_are_bound_to_their_row, |app: TestApp| async move {
 });
 
 both_backends!(health_checks_never_borrow_a_persons_account, |app: TestApp| async move {
-    let upstream = TestApp::spawn(Backend::Sqlite).await;
-    let client = upstream.public_client().await;
-    let (ws_id, upstream_id) = add_upstream(&app, &upstream).await;
-    app.state.vault.set_credential(&upstream_id, &person_credential(&upstream, &client)).await.unwrap();
+    let (upstream, client, ws_id, upstream_id) = person_upstream(&app).await;
     app.member("alice@example.com", "default").await;
     let alice = app.state.store.user_by_email("alice@example.com").await.unwrap().unwrap();
     let tokens = upstream_tokens(&upstream, "alice-upstream@example.com", &client).await;
@@ -409,10 +411,7 @@ both_backends!(health_checks_never_borrow_a_persons_account, |app: TestApp| asyn
 });
 
 both_backends!(clients_with_url_elicitation_are_sent_to_the_connect_page, |app: TestApp| async move {
-    let upstream = TestApp::spawn(Backend::Sqlite).await;
-    let client = upstream.public_client().await;
-    let (_, upstream_id) = add_upstream(&app, &upstream).await;
-    app.state.vault.set_credential(&upstream_id, &person_credential(&upstream, &client)).await.unwrap();
+    let (_upstream, _, _, _) = person_upstream(&app).await;
     let at = gateway_token(&app, "alice@example.com").await;
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"form": {}, "url": {}}},

@@ -8,13 +8,10 @@ use serde_json::Value;
 use crate::both_backends;
 use crate::gateway::{open_session, rpc};
 use crate::helpers::*;
-use crate::vault::{add_upstream, call, failure_text, gateway_token, person_credential, upstream_tokens};
+use crate::vault::{call, failure_text, gateway_token, person_upstream, upstream_tokens};
 
 both_backends!(a_grant_revoked_during_a_session_answers_with_the_connect_link, |app: TestApp| async move {
-    let upstream = TestApp::spawn(Backend::Sqlite).await;
-    let client = upstream.public_client().await;
-    let (_, upstream_id) = add_upstream(&app, &upstream).await;
-    app.state.vault.set_credential(&upstream_id, &person_credential(&upstream, &client)).await.unwrap();
+    let (upstream, client, _, upstream_id) = person_upstream(&app).await;
     let at = gateway_token(&app, "alice@example.com").await;
     let alice = app.state.store.user_by_email("alice@example.com").await.unwrap().unwrap();
     let tokens = upstream_tokens(&upstream, "alice-upstream@example.com", &client).await;
