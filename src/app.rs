@@ -372,7 +372,6 @@ pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given:
     }
     let (state, first_run) = AppState::build(settings, clock).await?;
     spawn_housekeeping(state.clone());
-    state.admission.spawn_probe(state.shutdown.clone());
     spawn_refresher(state.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let streams = state.shutdown.clone();
