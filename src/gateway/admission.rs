@@ -171,12 +171,15 @@ impl Admission {
     /// Admits a request, or says why not.
     pub fn admit(self: &Arc<Self>) -> Result<Permit, Refused> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let permit = Permit { admission: self.clone(), admitted: Some(Instant::now()) };
+        let arrived = Instant::now();
+        let permit = Permit { admission: self.clone(), admitted: Some(arrived) };
         // On refusal the permit's drop gives the slot back.
         if before >= MAX_IN_FLIGHT {
             return Err(Refused::TooManyInFlight);
         }
-        let slow = self.cpu_saturated() || self.check_time() > MAX_CHECK_TIME;
+        // One clock reading serves the permit and both signals.
+        let now_us = micros(arrived.duration_since(self.epoch));
+        let slow = self.cpu.permille(now_us) > BUSY_PERMILLE || self.check_time_at(now_us) > MAX_CHECK_TIME;
         let shedding = self.shedding.load(Ordering::Relaxed);
         match (slow, shedding || before >= BUSY_IN_FLIGHT) {
             (true, true) => {
@@ -196,14 +199,15 @@ impl Admission {
         }
     }
 
-    fn cpu_saturated(&self) -> bool {
-        self.cpu.permille(micros(self.epoch.elapsed())) > BUSY_PERMILLE
-    }
-
     /// The recent average check time, or zero if it is stale.
     pub fn check_time(&self) -> Duration {
+        self.check_time_at(micros(self.epoch.elapsed()))
+    }
+
+    /// The check time as of `now_us` (microseconds since `epoch`).
+    fn check_time_at(&self, now_us: u64) -> Duration {
         let at = self.check_time_at_us.load(Ordering::Relaxed);
-        if micros(self.epoch.elapsed()).saturating_sub(at) > micros(CHECK_TIME_FRESH) {
+        if now_us.saturating_sub(at) > micros(CHECK_TIME_FRESH) {
             return Duration::ZERO;
         }
         Duration::from_micros(self.check_time_us.load(Ordering::Relaxed))
