@@ -120,7 +120,6 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
     let found = state
         .store
         .current_rows()
-        .await
         .workspace_by_slug(slug)
         .await
         .map_err(crate::resource::bearer::lookup_failed("workspace lookup failed"))?

@@ -114,9 +114,11 @@ async fn authorize_inner(state: &AppState, headers: &HeaderMap, raw_query: &str)
                 "This app cannot connect",
                 "Its client ID is already used by another client registered here.".into(),
             ),
-            e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::BadUrl(_) | StoreError::WriterGone) => {
-                PageError::from(e).into_response()
-            }
+            e @ (StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::BadUrl(_)
+            | StoreError::WriterGone
+            | StoreError::Marker(_)) => PageError::from(e).into_response(),
         })?;
     }
     decide(state, &signed_in, &client, pending, &reply, params.get("prompt")).await

@@ -49,7 +49,7 @@ pub async fn authenticate(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Arc<ClientRow>, OAuthError> {
-    authenticate_in(&state.store.current_rows().await, headers, params).await
+    authenticate_in(&state.store.current_rows(), headers, params).await
 }
 
 /// [`authenticate`], with the client read from `rows` (taken by the caller, who reads more).

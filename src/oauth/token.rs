@@ -28,7 +28,7 @@ pub async fn token(
         let FormParams(params) = form?;
         let grant_type = params.require("grant_type")?.to_owned();
         // One look at what changed serves the whole request (client, then workspace).
-        let rows = state.store.current_rows().await;
+        let rows = state.store.current_rows();
         let client = authenticate_in(&rows, &headers, &params).await?;
         match grant_type.as_str() {
             "authorization_code" => authorization_code(&state, &rows, &client, &params, peer.ip()).await,

@@ -59,6 +59,8 @@ pub enum StoreError {
     BadUrl(String),
     #[error("the refresh-token writer stopped before answering")]
     WriterGone,
+    #[error("database change marker: {0}")]
+    Marker(#[from] changes::MarkerError),
 }
 
 impl StoreError {
@@ -162,7 +164,7 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         let changes = match on_file {
-            true => Some(Arc::new(changes::ChangeMarker::open(&options).await?)),
+            true => Some(Arc::new(changes::ChangeMarker::open(options.get_filename())?)),
             false => None,
         };
         let rotations = rotations::Rotator::start(Pool::Sqlite(pool.clone()));
@@ -193,7 +195,7 @@ impl Store {
 
     pub async fn close(&self) {
         if let Some(changes) = &self.changes {
-            changes.close().await;
+            changes.close();
         }
         with_pool!(&self.pool, p => p.close().await)
     }

@@ -117,9 +117,11 @@ pub async fn account_for(
     store.insert_user(&user).await.map_err(|e| match e {
         // Someone took the email between our look-up and the insert.
         StoreError::Conflict(_) => OidcError::AccountExists,
-        e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::BadUrl(_) | StoreError::WriterGone) => {
-            e.into()
-        }
+        e @ (StoreError::Database(_)
+        | StoreError::Migrate(_)
+        | StoreError::BadUrl(_)
+        | StoreError::WriterGone
+        | StoreError::Marker(_)) => e.into(),
     })?;
     store.link_oidc_identity(&provider.id, &identity.subject, &user.id, user.email.as_str().into(), now).await?;
     Ok((user, AccountOutcome::Created))
