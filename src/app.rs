@@ -67,6 +67,8 @@ pub struct Shared {
     pub sessions: Arc<gateway::sessions::SessionBindings>,
     /// Load shedding at the MCP endpoint.
     pub admission: Arc<gateway::admission::Admission>,
+    /// The Host and Origin the MCP endpoint accepts, from the public URL.
+    pub origin: resource::origin::OriginPolicy,
     /// The last connection test of each upstream (Upstreams pages).
     pub upstream_health: Arc<web::health::HealthBoard>,
     /// Client ID Metadata Documents: fetched, validated and cached.
@@ -144,7 +146,9 @@ impl AppState {
         let vault = Arc::new(crate::vault::Vault::new(store.clone(), sealer.clone(), clock.clone())?);
         let (settings_external, clock_for_issuers) = (settings.external_issuer, clock.clone());
         let oidc = Arc::new(identity::oidc::OidcProviders::new(&settings.oidc).map_err(StartError::IdentityProviders)?);
+        let origin = resource::origin::OriginPolicy::new(&settings.public_url);
         let state = AppState(Arc::new(Shared {
+            origin,
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),

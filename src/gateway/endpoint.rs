@@ -13,9 +13,9 @@ use super::direct;
 use super::sessions::Binding;
 use crate::app::AppState;
 use crate::oauth::scope::DEFAULT_SCOPE;
+use crate::resource::authenticate;
 use crate::resource::challenge::{ChallengeContext, Refusal};
 use crate::resource::metadata::metadata_url;
-use crate::resource::{authenticate, origin};
 use mcp_resource_guard::scopes::MethodScopes;
 
 /// Largest JSON-RPC message accepted from a client.
@@ -30,12 +30,14 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
         },
         false => None,
     };
-    let resource_metadata = metadata_url(&state.settings.public_url, &slug);
-    let ctx = ChallengeContext { resource_metadata: &resource_metadata, default_scope: DEFAULT_SCOPE };
     let Admitted { request: req, message, owner, workspace_id, upstreams_version, opens_session } =
         match admit(&state, &slug, req).await {
             Ok(admitted) => admitted,
-            Err(refusal) => return refusal.into_response_with(&ctx),
+            Err(refusal) => {
+                let resource_metadata = metadata_url(&state.settings.public_url, &slug);
+                let ctx = ChallengeContext { resource_metadata: &resource_metadata, default_scope: DEFAULT_SCOPE };
+                return refusal.into_response_with(&ctx);
+            }
         };
     let now = state.clock.now();
     let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -116,7 +118,7 @@ struct Admitted {
 
 /// Runs every check on a request to the MCP endpoint.
 async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, Refusal> {
-    origin::check(req.headers(), &state.settings.public_url)?;
+    state.origin.check(req.headers())?;
     let found = state
         .store
         .current_rows()

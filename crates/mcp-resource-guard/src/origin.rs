@@ -8,33 +8,59 @@ use axum::http::{HeaderMap, header};
 use crate::challenge::Refusal;
 
 pub fn check(headers: &HeaderMap, public_url: &str) -> Result<(), Refusal> {
-    let Ok(public) = url::Url::parse(public_url) else {
-        return Ok(());
-    };
-    let public_origin = public.origin().ascii_serialization();
-    let expected_host = match (public.host_str(), public.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_owned(),
-        _ => return Ok(()),
-    };
-    if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok())
-        && !host.eq_ignore_ascii_case(&expected_host)
-    {
-        return Err(Refusal::ForbiddenOrigin(format!(
-            "Host `{}` is not this server's ({expected_host}); if Gatehouse sits behind a proxy, set public_url to the URL clients use",
-            host.chars().take(100).collect::<String>()
-        )));
+    OriginPolicy::new(public_url).check(headers)
+}
+
+/// What [`check`] compares against, worked out once from the public URL: a server checks
+/// every request, and parsing the URL each time was a visible part of a cheap request.
+#[derive(Debug, Clone)]
+pub struct OriginPolicy {
+    /// `None` when the public URL is unusable (no host): nothing is checked, as before.
+    expected: Option<Expected>,
+}
+
+#[derive(Debug, Clone)]
+struct Expected {
+    host: String,
+    origin: String,
+}
+
+impl OriginPolicy {
+    pub fn new(public_url: &str) -> Self {
+        let expected = url::Url::parse(public_url).ok().and_then(|public| {
+            let host = match (public.host_str(), public.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_owned(),
+                _ => return None,
+            };
+            Some(Expected { host, origin: public.origin().ascii_serialization() })
+        });
+        OriginPolicy { expected }
     }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-        && !origin.eq_ignore_ascii_case(&public_origin)
-        && !is_loopback_origin(origin)
-    {
-        return Err(Refusal::ForbiddenOrigin(format!(
-            "Origin `{}` may not call this MCP server",
-            origin.chars().take(100).collect::<String>()
-        )));
+
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let Some(Expected { host: expected_host, origin: public_origin }) = &self.expected else {
+            return Ok(());
+        };
+        if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok())
+            && !host.eq_ignore_ascii_case(expected_host)
+        {
+            return Err(Refusal::ForbiddenOrigin(format!(
+                "Host `{}` is not this server's ({expected_host}); if Gatehouse sits behind a proxy, set public_url to the URL clients use",
+                host.chars().take(100).collect::<String>()
+            )));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+            && !origin.eq_ignore_ascii_case(public_origin)
+            && !is_loopback_origin(origin)
+        {
+            return Err(Refusal::ForbiddenOrigin(format!(
+                "Origin `{}` may not call this MCP server",
+                origin.chars().take(100).collect::<String>()
+            )));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Local tools in a browser (the MCP Inspector on localhost) are allowed: a page on
