@@ -377,7 +377,9 @@ pub async fn start(mut settings: Settings, clock: SharedClock, public_url_given:
     let (state, first_run) = AppState::build(settings, clock).await?;
     spawn_housekeeping(state.clone());
     spawn_refresher(state.clone());
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Load shedding wraps the whole router: a refusal skips routing and every layer.
+    let app = tower::Layer::layer(&gateway::admission::ShedLayer(state.admission.clone()), router(state.clone()));
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     let streams = state.shutdown.clone();
     let handle = tokio::spawn(async move {
         axum::serve(listener, app)

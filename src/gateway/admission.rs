@@ -30,6 +30,8 @@
 //! behind: at twice saturation it read 1 ms while 250 admitted requests waited.
 //!
 //! Requests in flight are also capped outright, as a hard bound on memory whatever the cause.
+//!
+//! It runs as the outermost layer, before routing ([`ShedLayer`], see `shed`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -38,6 +40,9 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::runtime::RuntimeMetrics;
+
+mod shed;
+pub use shed::ShedLayer;
 
 /// The CPU is saturated while its workers were busy more than this (per mille) of the window.
 pub const BUSY_PERMILLE: u64 = 800;
@@ -119,23 +124,10 @@ impl CpuBusy {
     }
 }
 
-/// Held while an admitted request is served.
+/// Held while an admitted request is served (by [`Shed`]'s future, around the handler's).
 #[derive(Debug)]
 pub struct Permit {
     admission: Arc<Admission>,
-    /// When it was admitted; taken when the request's check time is recorded.
-    admitted: Option<Instant>,
-}
-
-impl Permit {
-    /// The request passed its checks and goes to the workspace's server now. Recorded once:
-    /// a request the endpoint meant to answer itself and then handed to rmcp is not counted
-    /// twice.
-    pub fn checked(&mut self) {
-        if let Some(admitted) = self.admitted.take() {
-            self.admission.observe_check_time(admitted.elapsed());
-        }
-    }
 }
 
 impl Drop for Permit {
@@ -143,6 +135,11 @@ impl Drop for Permit {
         self.admission.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// When an admitted request was admitted: put in its extensions for the handler, which
+/// reports its check time with [`Admission::checked`].
+#[derive(Debug, Clone, Copy)]
+pub struct AdmittedAt(Instant);
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -162,17 +159,24 @@ impl IntoResponse for Refused {
             Refused::TooManyInFlight => "too many requests in progress; retry in a moment",
         };
         let mut res = (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = res.headers_mut();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        // Refused before the router's layers: what they would have added, added here. A
+        // browser-based client may read the refusal and when to retry (CORS, as the MCP
+        // routes allow any origin without credentials).
+        crate::web::add_security_headers(headers);
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after"));
         res
     }
 }
 
 impl Admission {
     /// Admits a request, or says why not.
-    pub fn admit(self: &Arc<Self>) -> Result<Permit, Refused> {
+    pub fn admit(self: &Arc<Self>) -> Result<(Permit, AdmittedAt), Refused> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let arrived = Instant::now();
-        let permit = Permit { admission: self.clone(), admitted: Some(arrived) };
+        let permit = (Permit { admission: self.clone() }, AdmittedAt(arrived));
         // On refusal the permit's drop gives the slot back.
         if before >= MAX_IN_FLIGHT {
             return Err(Refused::TooManyInFlight);
@@ -196,6 +200,15 @@ impl Admission {
                 }
                 Ok(permit)
             }
+        }
+    }
+
+    /// The request admitted at `admitted` passed its checks and goes to the workspace's server
+    /// now. Recorded once (the `Option` is taken): a request the endpoint meant to answer
+    /// itself and then handed to rmcp is not counted twice.
+    pub fn checked(&self, admitted: &mut Option<AdmittedAt>) {
+        if let Some(AdmittedAt(at)) = admitted.take() {
+            self.observe_check_time(at.elapsed());
         }
     }
 
@@ -236,19 +249,19 @@ mod tests {
     #[test]
     fn refuses_when_busy_and_saturated_and_goes_on_until_caught_up() {
         let admission = reading(950);
-        let mut held: Vec<Permit> = (0..BUSY_IN_FLIGHT).map(|_| admission.admit().unwrap()).collect();
+        let mut held: Vec<Permit> = (0..BUSY_IN_FLIGHT).map(|_| admission.admit().unwrap().0).collect();
         assert_eq!(admission.admit().unwrap_err(), Refused::Saturated, "busy and saturated");
         // Refusals free their slots, but the server is still behind.
         held.truncate(BUSY_IN_FLIGHT / 2);
         assert_eq!(admission.admit().unwrap_err(), Refused::Saturated, "still behind");
         admission.cpu.permille.store(500, Ordering::Relaxed);
-        held.push(admission.admit().unwrap());
+        held.push(admission.admit().unwrap().0);
         // Caught up: saturation alone, with few in flight, refuses nothing.
         admission.cpu.permille.store(1_000, Ordering::Relaxed);
-        held.push(admission.admit().unwrap());
+        held.push(admission.admit().unwrap().0);
         admission.cpu.permille.store(0, Ordering::Relaxed);
         // Slow checks count too, while they are recent.
-        held.extend((0..BUSY_IN_FLIGHT).map(|_| admission.admit().unwrap()));
+        held.extend((0..BUSY_IN_FLIGHT).map(|_| admission.admit().unwrap().0));
         for _ in 0..64 {
             admission.observe_check_time(Duration::from_millis(20));
         }
@@ -269,7 +282,7 @@ mod tests {
     #[test]
     fn in_flight_is_capped_and_slots_come_back() {
         let admission = Arc::new(Admission::default());
-        let held: Vec<Permit> = (0..MAX_IN_FLIGHT).map(|_| admission.admit().unwrap()).collect();
+        let held: Vec<Permit> = (0..MAX_IN_FLIGHT).map(|_| admission.admit().unwrap().0).collect();
         assert_eq!(admission.admit().unwrap_err(), Refused::TooManyInFlight);
         drop(held);
         assert!(admission.admit().is_ok());
@@ -286,7 +299,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn the_cpu_signal_sees_a_saturated_runtime_and_its_recovery() {
         let admission = Arc::new(Admission::default());
-        let _held: Vec<Permit> = (0..BUSY_IN_FLIGHT).map(|_| admission.admit().unwrap()).collect();
+        let _held: Vec<Permit> = (0..BUSY_IN_FLIGHT).map(|_| admission.admit().unwrap().0).collect();
         // Tasks that hold the only thread 3 ms at a time for about 300 ms: a saturated CPU.
         let hogs: Vec<_> = (0..4)
             .map(|_| {

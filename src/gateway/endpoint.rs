@@ -8,6 +8,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 
+use super::admission::AdmittedAt;
 use super::demo::Caller;
 use super::direct;
 use super::sessions::Binding;
@@ -22,14 +23,8 @@ use mcp_resource_guard::scopes::MethodScopes;
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: Request) -> Response {
-    // Shed load before any work is done for the request; SSE streams (GET) are not counted.
-    let mut permit = match req.method() == Method::POST {
-        true => match state.admission.admit() {
-            Ok(permit) => Some(permit),
-            Err(refused) => return refused.into_response(),
-        },
-        false => None,
-    };
+    // Admitted (or refused) before routing, by the outermost layer (`admission::shed`).
+    let mut admitted = req.extensions().get::<AdmittedAt>().copied();
     let Admitted { request: req, message, owner, workspace_id, upstreams_version, opens_session } =
         match admit(&state, &slug, req).await {
             Ok(admitted) => admitted,
@@ -65,9 +60,7 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
                     && let Some(caller) = req.extensions().get::<Caller>()
                     && let Some(call) = direct::recognise(req.headers(), message)
                 {
-                    if let Some(permit) = &mut permit {
-                        permit.checked();
-                    }
+                    state.admission.checked(&mut admitted);
                     if let Some(answered) = direct::answer(&server.aggregator, call, caller).await {
                         return answered;
                     }
@@ -82,9 +75,7 @@ pub async fn mcp(State(state): State<AppState>, Path(slug): Path<String>, req: R
         },
     };
     let closing = req.method() == Method::DELETE;
-    if let Some(permit) = &mut permit {
-        permit.checked();
-    }
+    state.admission.checked(&mut admitted);
     let res = match service.clone().oneshot(req).await {
         Ok(res) => res.map(Body::new),
         Err(never) => match never {},

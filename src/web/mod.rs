@@ -31,12 +31,16 @@ pub const DEFAULT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 
 /// Adds the headers every response carries; a handler that set its own CSP keeps it.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
-    let h = res.headers_mut();
+    add_security_headers(res.headers_mut());
+    res
+}
+
+/// What [`security_headers`] adds to every response (a page may bring its own CSP).
+pub fn add_security_headers(h: &mut axum::http::HeaderMap) {
     h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(DEFAULT_CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    res
 }
 
 /// The pages of signed-in people, each workspace's under `/w/{slug}/`.
