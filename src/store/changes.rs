@@ -1,25 +1,30 @@
-//! "Has anything been committed since?", answered cheaply, so that the rows read on every MCP
-//! request (the workspace, with the counters that reveal revocations) and every token request
-//! (the client, its workspace) can be kept in memory without ever serving them stale.
+//! "Has anything the server keeps in memory changed since?", answered cheaply, so that the rows
+//! read on every MCP request (the workspace, with the counters that reveal revocations) and every
+//! token request (the client, its workspace) can be kept without ever serving them stale.
 //!
-//! SQLite's `PRAGMA data_version`, asked on a connection of its own that never writes, changes
-//! whenever any other connection commits: the pool's, the CLI's, another process's. A row read
-//! after the marker was taken may be kept under that marker; when the marker moves, it is read
-//! again. There is no window: the marker is asked anew for each request, after the request
-//! arrived, so a commit that finished before the request was received is always seen.
+//! The answer is the counter of migration 0010, `kept_rows_version`, which triggers bump in the
+//! same transaction as any change to those rows, whoever makes it: a page, the CLI, another
+//! process or node. A row read after the counter was read may be kept under that value; when the
+//! counter moves, it is read again. There is no window: the counter is read anew for each
+//! request, after the request arrived, so a commit that finished before the request was received
+//! is always seen. Commits that change no kept row (a refresh-token rotation, a code, an audit
+//! event) leave the counter, and so the kept rows, in place.
 //!
-//! The question is asked on the request's own thread, through rusqlite, not through sqlx: sqlx
-//! runs every statement on its connection's worker thread, and the two thread switches of that
-//! hop cost more than the question (profiled: with the server on one core they were a third of
-//! its time on the token endpoint). In WAL mode the question reads the shared-memory index
-//! and takes and drops a read lock (two `fcntl` calls, a few microseconds), and the database
-//! header page after a commit, which the commit has just left in the OS page cache. It never
-//! waits for a writer: WAL readers do not block, and the connection's busy timeout is zero, so
-//! a lock that is held anyway (a WAL reset, a recovery) is an error and the request reads
-//! its rows instead.
+//! On SQLite on a file the counter is read on the request's own thread, through rusqlite, not
+//! through sqlx: sqlx runs every statement on its connection's worker thread, and the two thread
+//! switches of that hop cost more than the question (profiled: with the server on one core they
+//! were a third of its time on the token endpoint). And it is read only when `PRAGMA
+//! data_version` says something was committed at all since it was last read: that pragma, asked
+//! on a connection of its own that never writes, changes whenever another connection commits.
+//! In WAL mode either question reads the shared-memory index and takes and drops a read lock
+//! (two `fcntl` calls, a few microseconds); the counter's page after a commit is in the OS page
+//! cache. Neither waits for a writer: WAL readers do not block, and the connection's busy
+//! timeout is zero, so a lock that is held anyway (a WAL reset, a recovery) is an error and the
+//! request reads its rows instead.
 //!
-//! PostgreSQL has no such cheap question (a revocation on another node is only seen by asking
-//! the database), so there the rows are read on every request.
+//! On PostgreSQL (and an in-memory SQLite database, which no second connection can see) the
+//! counter is read through the pool, only for a request that needs a kept row, by one query for
+//! all the requests waiting ([`super::counter`]): in place of a query per row per request.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,10 +38,19 @@ use super::{ClientRow, Store, StoreResult};
 /// Rows kept at most; when full the cache is emptied (a slug costs one read to come back).
 const MAX_ROWS: usize = 4096;
 
+/// The counter's value, as one statement reads it.
+pub(super) const KEPT_ROWS_VERSION: &str = "SELECT version FROM kept_rows_version";
+
 /// The database's change marker (see the module docs).
 pub struct ChangeMarker {
-    /// `None` once closed. Held for one statement at a time, a few microseconds.
-    connection: Mutex<Option<Connection>>,
+    /// `None` once closed. Held for one or two statements at a time, a few microseconds.
+    connection: Mutex<Option<MarkerConnection>>,
+}
+
+struct MarkerConnection {
+    connection: Connection,
+    /// The last `data_version` seen, and the counter read after it.
+    last: Option<(i64, i64)>,
 }
 
 impl std::fmt::Debug for ChangeMarker {
@@ -51,6 +65,8 @@ pub enum MarkerError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the store is closed")]
     Closed,
+    #[error("opening the change marker was interrupted (the runtime is shutting down)")]
+    OpenInterrupted,
 }
 
 impl ChangeMarker {
@@ -60,19 +76,31 @@ impl ChangeMarker {
         let connection = Connection::open_with_flags(path, flags)?;
         // Never wait on the async runtime's thread (see the module docs).
         connection.busy_timeout(std::time::Duration::ZERO)?;
-        Ok(ChangeMarker { connection: Mutex::new(Some(connection)) })
+        Ok(ChangeMarker { connection: Mutex::new(Some(MarkerConnection { connection, last: None })) })
     }
 
-    /// The current marker: equal to an earlier answer only if nothing was committed in between.
+    /// The current marker: equal to an earlier answer only if no kept row changed in between.
     pub fn current(&self) -> Result<i64, MarkerError> {
-        let connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
-        let connection = connection.as_ref().ok_or(MarkerError::Closed)?;
-        Ok(connection.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?)
+        let mut guard = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
+        let marker = guard.as_mut().ok_or(MarkerError::Closed)?;
+        let data_version: i64 =
+            marker.connection.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?;
+        if let Some((seen, version)) = marker.last
+            && seen == data_version
+        {
+            // Nothing was committed since the counter was read after `seen`.
+            return Ok(version);
+        }
+        // Read after `data_version`: a commit in between moves `data_version` again, so the
+        // next question reads the counter again rather than trusting this answer too long.
+        let version = marker.connection.prepare_cached(KEPT_ROWS_VERSION)?.query_row([], |row| row.get(0))?;
+        marker.last = Some((data_version, version));
+        Ok(version)
     }
 
     pub fn close(&self) {
         let connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(connection) = connection
+        if let Some(MarkerConnection { connection, .. }) = connection
             && let Err((_, error)) = connection.close()
         {
             tracing::warn!(%error, "could not close the database change marker's connection");
@@ -89,22 +117,21 @@ pub struct KeptRows {
 }
 
 impl Store {
-    /// The rows a request needs, as of now: the marker is asked once, and each row is then
-    /// served from memory if it was read under that same marker, else read (and kept).
-    /// A row is never older than this call: take it when the request arrives, once, and read
-    /// through it what the request needs. Without a marker (PostgreSQL, or an
-    /// in-memory SQLite database, or the marker's connection failing) every row is read.
+    /// The rows a request needs, as of now: the marker is read once (see the module docs), and
+    /// each row is then served from memory if it was read under that same marker, else read (and
+    /// kept). A row is never older than this call: take it when the request arrives, once, and
+    /// read through it what the request needs. If the marker cannot be read, every row is read.
     pub fn current_rows(&self) -> CurrentRows<'_> {
-        let marker = match &self.changes {
-            Some(changes) => match changes.current() {
-                Ok(marker) => Some(marker),
+        let marker = tokio::sync::OnceCell::new();
+        if let Some(changes) = &self.changes {
+            match changes.current() {
+                // A new cell: it cannot have been set yet.
+                Ok(answer) => drop(marker.set(Some(answer))),
                 Err(error) => {
-                    tracing::warn!(%error, "database change marker unavailable; reading rows instead");
-                    None
+                    tracing::warn!(%error, "database change marker unavailable; reading the counter through the pool")
                 }
-            },
-            None => None,
-        };
+            }
+        }
         CurrentRows { store: self, marker }
     }
 }
@@ -112,17 +139,24 @@ impl Store {
 /// See [`Store::current_rows`].
 pub struct CurrentRows<'a> {
     store: &'a Store,
-    marker: Option<i64>,
+    /// Set when the rows were asked for (SQLite on a file), else by the first row asked for
+    /// (through the pool, see [`super::counter`]). `None`: every row is read.
+    marker: tokio::sync::OnceCell<Option<i64>>,
 }
 
 impl CurrentRows<'_> {
+    async fn marker(&self) -> Option<i64> {
+        *self.marker.get_or_init(|| self.store.counter.read()).await
+    }
+
     async fn kept<T>(
         &self,
         rows: &MarkedRows<T>,
         key: &str,
         read: impl Future<Output = StoreResult<Option<T>>>,
     ) -> StoreResult<Option<Arc<T>>> {
-        if let Some(marker) = self.marker
+        let marker = self.marker().await;
+        if let Some(marker) = marker
             && let Some(row) = rows.get(key, marker)
         {
             return Ok(Some(row));
@@ -131,7 +165,7 @@ impl CurrentRows<'_> {
             return Ok(None);
         };
         let row = Arc::new(row);
-        if let Some(marker) = self.marker {
+        if let Some(marker) = marker {
             // Read after the marker was taken: at least as new as the marker says.
             rows.put(key, marker, row.clone());
         }
@@ -209,33 +243,58 @@ mod tests {
         (dir, options)
     }
 
-    #[tokio::test]
-    async fn the_marker_moves_with_every_commit_made_elsewhere_and_only_then() {
-        let (_dir, options) = file_db().await;
+    /// A database with the counter (as migration 0010 makes it) and a table of other writes.
+    async fn with_counter(options: &SqliteConnectOptions) -> sqlx::SqliteConnection {
         let mut writer = options.connect().await.unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut writer).await.unwrap();
+        for sql in [
+            "CREATE TABLE t (x INTEGER)",
+            "CREATE TABLE kept_rows_version (only_row INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+            "INSERT INTO kept_rows_version VALUES (1, 0)",
+        ] {
+            sqlx::query(sql).execute(&mut writer).await.unwrap();
+        }
+        writer
+    }
+
+    const BUMP: &str = "UPDATE kept_rows_version SET version = version + 1";
+
+    #[tokio::test]
+    async fn the_marker_moves_with_every_bump_made_elsewhere_and_only_then() {
+        let (_dir, options) = file_db().await;
+        let mut writer = with_counter(&options).await;
         let marker = ChangeMarker::open(options.get_filename()).unwrap();
         let first = marker.current().unwrap();
         assert_eq!(marker.current().unwrap(), first, "nothing was committed");
         sqlx::query("INSERT INTO t VALUES (1)").execute(&mut writer).await.unwrap();
+        assert_eq!(marker.current().unwrap(), first, "a commit that changes no kept row keeps the marker");
+        sqlx::query(BUMP).execute(&mut writer).await.unwrap();
         let second = marker.current().unwrap();
-        assert_ne!(second, first, "a commit on another connection must move the marker");
-        // A read changes nothing.
+        assert_ne!(second, first, "a bump on another connection must move the marker");
+        // A read changes nothing; nor do other commits after the bump.
         sqlx::query("SELECT * FROM t").fetch_all(&mut writer).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (2)").execute(&mut writer).await.unwrap();
         assert_eq!(marker.current().unwrap(), second);
+        // A bump in the same transaction as other writes.
+        sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (3)").execute(&mut writer).await.unwrap();
+        sqlx::query(BUMP).execute(&mut writer).await.unwrap();
+        sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+        assert_ne!(marker.current().unwrap(), second);
         marker.close();
         assert!(matches!(marker.current(), Err(MarkerError::Closed)));
     }
 
     #[tokio::test]
-    async fn every_commit_that_finished_before_the_question_is_seen_across_threads() {
+    async fn every_bump_that_finished_before_the_question_is_seen_across_threads() {
         let (_dir, options) = file_db().await;
-        let mut writer = options.connect().await.unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut writer).await.unwrap();
+        let mut writer = with_counter(&options).await;
         let marker = Arc::new(ChangeMarker::open(options.get_filename()).unwrap());
         for round in 0..20 {
             let before = marker.current().unwrap();
+            // Other commits in between, so `data_version` moves more often than the counter.
             sqlx::query("INSERT INTO t VALUES ($1)").bind(round).execute(&mut writer).await.unwrap();
+            assert_eq!(marker.current().unwrap(), before);
+            sqlx::query(BUMP).execute(&mut writer).await.unwrap();
             let askers: Vec<_> = (0..8)
                 .map(|_| {
                     let marker = marker.clone();
@@ -243,26 +302,34 @@ mod tests {
                 })
                 .collect();
             for asker in askers {
-                assert_ne!(asker.join().unwrap(), before, "round {round}: an answer from before the commit");
+                assert_ne!(asker.join().unwrap(), before, "round {round}: an answer from before the bump");
             }
         }
     }
 
     #[tokio::test]
-    async fn a_held_write_lock_neither_blocks_the_question_nor_hides_the_commit() {
+    async fn a_held_write_lock_neither_blocks_the_question_nor_hides_the_bump() {
         let (_dir, options) = file_db().await;
-        let mut writer = options.connect().await.unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut writer).await.unwrap();
+        let mut writer = with_counter(&options).await;
         let marker = ChangeMarker::open(options.get_filename()).unwrap();
         let before = marker.current().unwrap();
         // A writer in the middle of a transaction: WAL readers do not wait for it.
         sqlx::query("BEGIN IMMEDIATE").execute(&mut writer).await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (1)").execute(&mut writer).await.unwrap();
+        sqlx::query(BUMP).execute(&mut writer).await.unwrap();
         let started = std::time::Instant::now();
         assert_eq!(marker.current().unwrap(), before, "nothing is committed yet");
         assert!(started.elapsed() < std::time::Duration::from_secs(1), "the question waited for the writer");
         sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
         assert_ne!(marker.current().unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn without_the_counter_the_marker_is_an_error_not_a_stale_answer() {
+        let (_dir, options) = file_db().await;
+        let mut writer = options.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut writer).await.unwrap();
+        let marker = ChangeMarker::open(options.get_filename()).unwrap();
+        assert!(matches!(marker.current(), Err(MarkerError::Sqlite(_))), "a database not yet migrated");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod changes;
 mod clients;
 mod codes;
 mod connections;
+mod counter;
 mod grants;
 mod issuers;
 mod keys;
@@ -99,8 +100,10 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
-    /// SQLite on a file only: tells when something was committed (see [`changes`]).
+    /// SQLite on a file only: reads the kept rows' counter on the request's thread (see [`changes`]).
     changes: Option<Arc<changes::ChangeMarker>>,
+    /// Reads the kept rows' counter through the pool where there is no marker (see [`counter`]).
+    counter: counter::CounterReader,
     /// Rows read on every MCP request or token, kept under the marker.
     kept: Arc<changes::KeptRows>,
     /// The one writer of refresh-token rotations (see [`rotations`]).
@@ -123,8 +126,10 @@ impl Store {
                     .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
-                let rotations = rotations::Rotator::start(Pool::Postgres(pool.clone()));
-                Ok(Store { pool: Pool::Postgres(pool), changes: None, kept: Arc::default(), rotations })
+                let pool = Pool::Postgres(pool);
+                let rotations = rotations::Rotator::start(pool.clone());
+                let counter = counter::CounterReader::start(pool.clone());
+                Ok(Store { pool, changes: None, counter, kept: Arc::default(), rotations })
             }
             Some(url) if url.starts_with("sqlite:") => {
                 let options = SqliteConnectOptions::from_str(url)
@@ -164,11 +169,20 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         let changes = match on_file {
-            true => Some(Arc::new(changes::ChangeMarker::open(options.get_filename())?)),
+            true => {
+                // Opening a file may wait on the disk: not on the async runtime's thread.
+                let path = options.get_filename().to_path_buf();
+                let marker = tokio::task::spawn_blocking(move || changes::ChangeMarker::open(&path))
+                    .await
+                    .map_err(|_| StoreError::Marker(changes::MarkerError::OpenInterrupted))??;
+                Some(Arc::new(marker))
+            }
             false => None,
         };
-        let rotations = rotations::Rotator::start(Pool::Sqlite(pool.clone()));
-        Ok(Store { pool: Pool::Sqlite(pool), changes, kept: Arc::default(), rotations })
+        let pool = Pool::Sqlite(pool);
+        let rotations = rotations::Rotator::start(pool.clone());
+        let counter = counter::CounterReader::start(pool.clone());
+        Ok(Store { pool, changes, counter, kept: Arc::default(), rotations })
     }
 
     pub fn backend_name(&self) -> &'static str {

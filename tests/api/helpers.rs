@@ -230,6 +230,22 @@ impl TestApp {
         })
     }
 
+    /// The one integer `sql` selects, read over a separate connection.
+    pub async fn scalar_elsewhere(&self, sql: &str) -> i64 {
+        let sql = sql.to_owned();
+        on_separate_connection!(self, c => {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("select")
+        })
+    }
+
+    /// The strings `sql` selects (one column), read over a separate connection.
+    pub async fn strings_elsewhere(&self, sql: &str) -> Vec<String> {
+        let sql = sql.to_owned();
+        on_separate_connection!(self, c => {
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).fetch_all(&mut c).await.expect("select")
+        })
+    }
+
     /// Runs `sql` over a separate connection, as another process (the CLI, another node) would:
     /// nothing in this server's code sees it happen. Returns the rows affected.
     pub async fn execute_elsewhere(&self, sql: &str) -> u64 {

@@ -85,7 +85,7 @@ both_backends!(a_refresh_writes_the_rotation_and_last_use_once_a_minute, |app: T
 });
 
 // The client and workspace rows read for every token (and the workspace row read for every MCP
-// request) are kept in memory while nothing is committed (see `store::changes`). A change
+// request) are kept in memory while no kept row changes (see `store::changes`). A change
 // written straight to the database by another process (the CLI, another node) must be seen on
 // the very next request: a client's secret rotated, a client deleted, a workspace renamed.
 both_backends!(clients_and_workspaces_changed_by_another_process_are_seen_at_once, |app: TestApp| async move {
@@ -127,4 +127,69 @@ both_backends!(clients_and_workspaces_changed_by_another_process_are_seen_at_onc
     assert_eq!(moved.json::<Value>().await.unwrap()["error"], "invalid_target");
     let r = rpc(&app, "default", Some(&at), Some(&session), echo(3)).await;
     assert_eq!(r.status, 404, "no workspace `default` any more");
+});
+
+// Kept rows are trusted while the counter of migration 0010 stands still; its triggers must move
+// it for every change to a kept row, and only then: a rotation or a client's last use (the
+// writes of the token hot path) must leave it, or every token request would read its rows again.
+both_backends!(the_kept_rows_counter_moves_with_every_change_to_a_kept_row_only, |app: TestApp| async move {
+    const COUNTER: &str = "SELECT version FROM kept_rows_version";
+    let tokens = access_token(&app, "mcp:read mcp:tools").await;
+    let client = tokens["client_id"].as_str().unwrap().to_owned();
+    let before = app.scalar_elsewhere(COUNTER).await;
+    app.clock.advance(61);
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", client.as_str()),
+        ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+    ];
+    let res = app.token(&form).await;
+    assert_eq!(res.status(), 200);
+    let rotated: Value = res.json().await.unwrap();
+    assert_eq!(
+        app.state.store.client_by_id(&client).await.unwrap().unwrap().last_used_at,
+        Some(app.clock.now_secs()),
+        "the rotation wrote the client's last use too"
+    );
+    assert_eq!(app.scalar_elsewhere(COUNTER).await, before, "a rotation and a last use change no kept row");
+
+    // Every column of a client but its last use is kept: a column added to the table without
+    // being added to the trigger fails here.
+    let columns = match app.backend {
+        Backend::Sqlite => "SELECT name FROM pragma_table_info('oauth_clients')",
+        Backend::Postgres => {
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'oauth_clients'"
+        }
+    };
+    let columns = app.strings_elsewhere(columns).await;
+    assert!(columns.len() >= 15, "{columns:?}");
+    for column in columns.iter().filter(|c| *c != "last_used_at") {
+        let before = app.scalar_elsewhere(COUNTER).await;
+        let sql = format!("UPDATE oauth_clients SET {column} = {column} WHERE id = '{client}'");
+        assert_eq!(app.execute_elsewhere(&sql).await, 1);
+        assert_ne!(app.scalar_elsewhere(COUNTER).await, before, "a change of oauth_clients.{column}");
+    }
+    let changes = [
+        "UPDATE workspaces SET name = 'Renamed' WHERE slug = 'default'".to_owned(),
+        "INSERT INTO workspace_issuers (workspace_id, issuer, scope_map, updated_at)
+         SELECT id, 'https://idp.example', '[]', 0 FROM workspaces WHERE slug = 'default'"
+            .to_owned(),
+        "UPDATE workspace_issuers SET audience = 'x'".to_owned(),
+        "DELETE FROM workspace_issuers".to_owned(),
+        // A revocation moves the workspace's revocation counter, and so this one.
+        format!("UPDATE grants SET revoked_at = 1 WHERE client_id = '{client}'"),
+        format!("DELETE FROM oauth_clients WHERE id = '{client}'"),
+    ];
+    for sql in &changes {
+        let before = app.scalar_elsewhere(COUNTER).await;
+        assert!(app.execute_elsewhere(sql).await >= 1, "{sql}");
+        assert_ne!(app.scalar_elsewhere(COUNTER).await, before, "{sql}");
+    }
+    // The rotated token went with its grant's revocation.
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", client.as_str()),
+        ("refresh_token", rotated["refresh_token"].as_str().unwrap()),
+    ];
+    assert_eq!(app.token(&form).await.status(), 401, "the client is gone");
 });

@@ -9,7 +9,7 @@
 //! 80-90 ms.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,8 +17,9 @@ use std::task::{Context, Poll};
 use axum::extract::Request;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
+use futures::future::Either;
 
-use super::Admission;
+use super::{Admission, Permit};
 
 /// Wraps a service in [`Shed`].
 #[derive(Debug, Clone)]
@@ -49,7 +50,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = ShedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -57,20 +58,39 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         if req.method() != Method::POST || !is_mcp_endpoint(req.uri().path()) {
-            return Box::pin(self.inner.call(req));
+            return ShedFuture { answer: Either::Left(self.inner.call(req)), permit: None };
         }
         match self.admission.admit() {
             Ok((permit, admitted)) => {
                 req.extensions_mut().insert(admitted);
-                let answer = self.inner.call(req);
-                Box::pin(async move {
-                    let answer = answer.await;
-                    drop(permit);
-                    answer
-                })
+                ShedFuture { answer: Either::Left(self.inner.call(req)), permit: Some(permit) }
             }
-            Err(refused) => Box::pin(std::future::ready(Ok(refused.into_response()))),
+            Err(refused) => ShedFuture { answer: Either::Right(ready(Ok(refused.into_response()))), permit: None },
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner service's answer (or the refusal), holding the admitted request's permit until
+    /// it is ready. Not boxed: the requests that only pass through pay nothing for the layer.
+    pub struct ShedFuture<F> {
+        #[pin]
+        answer: Either<F, Ready<Result<Response, Infallible>>>,
+        permit: Option<Permit>,
+    }
+}
+
+impl<F> Future for ShedFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = std::task::ready!(this.answer.poll(cx));
+        this.permit.take();
+        Poll::Ready(answer)
     }
 }
 
@@ -83,7 +103,7 @@ fn is_mcp_endpoint(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{BUSY_IN_FLIGHT, Permit};
+    use super::super::BUSY_IN_FLIGHT;
     use super::*;
     use axum::http::{StatusCode, header};
     use std::sync::atomic::Ordering;

@@ -1,0 +1,52 @@
+-- A counter bumped, in the same transaction (these triggers), by every change to a row the
+-- server keeps in memory between requests: a workspace (with its revocation and upstream
+-- counters), the issuer it trusts, an OAuth client. Kept rows are served only under the counter
+-- value they were read at (store/changes.rs), so a change made by any process (a page, the CLI,
+-- another node) is seen on the very next request, while the commits that change none of them (a
+-- refresh-token rotation, an audit event, a code) leave the kept rows in place.
+--
+-- Inserts of workspaces and clients need no bump: only rows that were found are kept. A client's
+-- last use (written once a minute per client) is not part of what is kept. A column added to
+-- oauth_clients must be added to its trigger (a test lists the table's columns to check).
+CREATE TABLE kept_rows_version (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    version  BIGINT NOT NULL
+);
+INSERT INTO kept_rows_version (only_row, version) VALUES (1, 0);
+
+CREATE TRIGGER kept_rows_on_workspace_update AFTER UPDATE ON workspaces
+BEGIN
+    UPDATE kept_rows_version SET version = version + 1;
+END;
+
+CREATE TRIGGER kept_rows_on_workspace_delete AFTER DELETE ON workspaces
+BEGIN
+    UPDATE kept_rows_version SET version = version + 1;
+END;
+
+CREATE TRIGGER kept_rows_on_issuer_insert AFTER INSERT ON workspace_issuers
+BEGIN
+    UPDATE kept_rows_version SET version = version + 1;
+END;
+
+CREATE TRIGGER kept_rows_on_issuer_update AFTER UPDATE ON workspace_issuers
+BEGIN
+    UPDATE kept_rows_version SET version = version + 1;
+END;
+
+CREATE TRIGGER kept_rows_on_issuer_delete AFTER DELETE ON workspace_issuers
+BEGIN
+    UPDATE kept_rows_version SET version = version + 1;
+END;
+
+CREATE TRIGGER kept_rows_on_client_update AFTER UPDATE OF id, secret_hash, client_name, redirect_uris,
+    grant_types, token_endpoint_auth_method, application_type, scope, workspace_id, source, metadata,
+    created_at, registration_token_hash, updated_at ON oauth_clients
+BEGIN
+    UPDATE kept_rows_version SET version = version + 1;
+END;
+
+CREATE TRIGGER kept_rows_on_client_delete AFTER DELETE ON oauth_clients
+BEGIN
+    UPDATE kept_rows_version SET version = version + 1;
+END;
