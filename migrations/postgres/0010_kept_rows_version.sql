@@ -9,6 +9,11 @@
 -- registration never waits on this row's lock). A client's last use (written once a minute per
 -- client) is not part of what is kept. A column added to oauth_clients must be added to its
 -- trigger (a test lists the table's columns to check).
+--
+-- The triggers are deferred to the commit: the counter's one row is then the last lock any
+-- transaction takes (after the rows it changes and the workspace counters their triggers bump),
+-- so two transactions never wait on each other over it in opposite orders, and it is held only
+-- while the transaction commits.
 CREATE TABLE kept_rows_version (
     only_row BOOLEAN PRIMARY KEY CHECK (only_row),
     version  BIGINT NOT NULL
@@ -22,15 +27,15 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
-CREATE TRIGGER kept_rows_on_workspace_change AFTER UPDATE OR DELETE ON workspaces
-    FOR EACH ROW EXECUTE FUNCTION bump_kept_rows_version();
+CREATE CONSTRAINT TRIGGER kept_rows_on_workspace_change AFTER UPDATE OR DELETE ON workspaces
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bump_kept_rows_version();
 
-CREATE TRIGGER kept_rows_on_issuer_change AFTER INSERT OR UPDATE OR DELETE ON workspace_issuers
-    FOR EACH ROW EXECUTE FUNCTION bump_kept_rows_version();
+CREATE CONSTRAINT TRIGGER kept_rows_on_issuer_change AFTER INSERT OR UPDATE OR DELETE ON workspace_issuers
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bump_kept_rows_version();
 
-CREATE TRIGGER kept_rows_on_client_update AFTER UPDATE OF id, secret_hash, client_name, redirect_uris,
+CREATE CONSTRAINT TRIGGER kept_rows_on_client_update AFTER UPDATE OF id, secret_hash, client_name, redirect_uris,
     grant_types, token_endpoint_auth_method, application_type, scope, workspace_id, source, metadata,
     created_at, registration_token_hash, updated_at ON oauth_clients
-    FOR EACH ROW EXECUTE FUNCTION bump_kept_rows_version();
-CREATE TRIGGER kept_rows_on_client_delete AFTER DELETE ON oauth_clients
-    FOR EACH ROW EXECUTE FUNCTION bump_kept_rows_version();
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bump_kept_rows_version();
+CREATE CONSTRAINT TRIGGER kept_rows_on_client_delete AFTER DELETE ON oauth_clients
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bump_kept_rows_version();

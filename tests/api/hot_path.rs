@@ -193,3 +193,47 @@ both_backends!(the_kept_rows_counter_moves_with_every_change_to_a_kept_row_only,
     ];
     assert_eq!(app.token(&form).await.status(), 401, "the client is gone");
 });
+
+// PostgreSQL only (SQLite has one writer at a time): the counter's triggers are deferred to the
+// commit, so its one row is the last lock a transaction takes. Were a client change to lock it at
+// once, a transaction changing a client and then a workspace would deadlock with one changing
+// that workspace (its trigger wanting the counter): PostgreSQL breaks that by failing one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossed_transactions_over_kept_rows_do_not_deadlock_on_postgres() {
+    use sqlx::Connection;
+    let mut app = TestApp::spawn(Backend::Postgres).await;
+    let _data_dir = app.data_dir.take();
+    let _database = app.pg_database.take();
+    let client = app.public_client().await;
+    let before = app.scalar_elsewhere("SELECT version FROM kept_rows_version").await;
+    let url = app.state.settings.database_url.clone().unwrap();
+    let mut one = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut two = sqlx::PgConnection::connect(&url).await.unwrap();
+    async fn run(c: &mut sqlx::PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(c).await.map(drop)
+    }
+    run(&mut one, "BEGIN").await.unwrap();
+    run(&mut one, &format!("UPDATE oauth_clients SET client_name = 'one' WHERE id = '{client}'")).await.unwrap();
+    // The second transaction's steps must not wait for the first (a bounded wait each).
+    let within = std::time::Duration::from_secs(5);
+    run(&mut two, "BEGIN").await.unwrap();
+    let changed =
+        tokio::time::timeout(within, run(&mut two, "UPDATE workspaces SET name = 'two' WHERE slug = 'default'")).await;
+    assert!(matches!(changed, Ok(Ok(()))), "the second transaction's change waited for the first: {changed:?}");
+    // `one` now waits for the workspace row `two` holds...
+    let one = tokio::spawn(async move {
+        run(&mut one, "UPDATE workspaces SET name = 'one' WHERE slug = 'default'").await?;
+        run(&mut one, "COMMIT").await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // ...and `two` commits without waiting for `one`.
+    let committed = tokio::time::timeout(within, run(&mut two, "COMMIT")).await;
+    assert!(matches!(committed, Ok(Ok(()))), "the second transaction's commit: {committed:?}");
+    let first = tokio::time::timeout(within, one).await.expect("the first transaction went on").unwrap();
+    assert!(first.is_ok(), "the first transaction: {first:?}");
+    assert_eq!(
+        app.scalar_elsewhere("SELECT version FROM kept_rows_version").await,
+        before + 3,
+        "one bump per changed row"
+    );
+}
