@@ -122,17 +122,15 @@ impl Store {
     /// kept). A row is never older than this call: take it when the request arrives, once, and
     /// read through it what the request needs. If the marker cannot be read, every row is read.
     pub fn current_rows(&self) -> CurrentRows<'_> {
-        let marker = tokio::sync::OnceCell::new();
-        if let Some(changes) = &self.changes {
-            match changes.current() {
-                // A new cell: it cannot have been set yet.
-                Ok(answer) => drop(marker.set(Some(answer))),
-                Err(error) => {
-                    tracing::warn!(%error, "database change marker unavailable; reading the counter through the pool")
-                }
+        // Known now on SQLite on a file; otherwise read by the first row asked for.
+        let known = self.changes.as_ref().and_then(|changes| match changes.current() {
+            Ok(marker) => Some(Some(marker)),
+            Err(error) => {
+                tracing::warn!(%error, "database change marker unavailable; reading the counter through the pool");
+                None
             }
-        }
-        CurrentRows { store: self, marker }
+        });
+        CurrentRows { store: self, marker: tokio::sync::OnceCell::new_with(known) }
     }
 }
 

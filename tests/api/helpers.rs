@@ -224,10 +224,7 @@ impl TestApp {
     /// Rows in `table`, counted over a separate connection (to show that a refused request
     /// wrote nothing). `table` is one of our own table names.
     pub async fn count_rows(&self, table: &str) -> i64 {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
-        on_separate_connection!(self, c => {
-            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("count")
-        })
+        self.scalar_elsewhere(&format!("SELECT COUNT(*) FROM {table}")).await
     }
 
     /// The one integer `sql` selects, read over a separate connection.
