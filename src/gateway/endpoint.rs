@@ -17,6 +17,7 @@ use crate::oauth::scope::DEFAULT_SCOPE;
 use crate::resource::authenticate;
 use crate::resource::challenge::{ChallengeContext, Refusal};
 use crate::resource::metadata::metadata_url;
+use crate::web::body::{BodyError, read_limited};
 use mcp_resource_guard::scopes::MethodScopes;
 
 /// Largest JSON-RPC message accepted from a client.
@@ -121,9 +122,12 @@ async fn admit(state: &AppState, slug: &str, req: Request) -> Result<Admitted, R
     let (mut parts, body) = req.into_parts();
     let principal = authenticate(state, &parts.headers, parts.uri.query(), ws, trusted.as_ref()).await?;
     let (body, message, opens_session) = if parts.method == Method::POST {
-        let bytes = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
-            .await
-            .map_err(|_| Refusal::BadRequest(format!("JSON-RPC messages are limited to {MAX_MESSAGE_BYTES} bytes")))?;
+        let bytes = read_limited(&parts.headers, body, MAX_MESSAGE_BYTES).await.map_err(|e| match e {
+            BodyError::TooLarge => {
+                Refusal::BadRequest(format!("JSON-RPC messages are limited to {MAX_MESSAGE_BYTES} bytes"))
+            }
+            BodyError::Unreadable => Refusal::BadRequest("the request body could not be read".into()),
+        })?;
         MethodScopes::default().check_message(principal.scope.iter(), &bytes)?;
         let opens_session = is_legacy_initialize(&bytes);
         (Body::from(bytes.clone()), Some(bytes), opens_session)

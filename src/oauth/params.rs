@@ -9,6 +9,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 
 use super::error::OAuthError;
+use crate::web::body::{BodyError, read_limited};
 
 /// Largest form body accepted (a registration or token request is far smaller).
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -81,7 +82,7 @@ pub struct FormParams(pub Params);
 impl<S: Send + Sync> FromRequest<S> for FormParams {
     type Rejection = OAuthError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let is_form = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -91,21 +92,18 @@ impl<S: Send + Sync> FromRequest<S> for FormParams {
         if !is_form {
             return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
         }
-        let body = read_capped(req, state, MAX_FORM_BYTES).await?;
+        let body = read_capped(req, MAX_FORM_BYTES).await?;
         Ok(FormParams(Params::parse(&body)?))
     }
 }
 
 /// Reads a body of at most `limit` bytes, answering 413 `invalid_request` beyond it.
-pub async fn read_capped<S: Send + Sync>(req: Request, state: &S, limit: usize) -> Result<Bytes, OAuthError> {
-    let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
-    Bytes::from_request(req, state).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            OAuthError::invalid_request(format!("the request body is larger than {limit} bytes"))
-                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-        } else {
-            OAuthError::invalid_request("the request body could not be read")
-        }
+pub async fn read_capped(req: Request, limit: usize) -> Result<Bytes, OAuthError> {
+    let (parts, body) = req.into_parts();
+    read_limited(&parts.headers, body, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => OAuthError::invalid_request(format!("the request body is larger than {limit} bytes"))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE),
+        BodyError::Unreadable => OAuthError::invalid_request("the request body could not be read"),
     })
 }
 

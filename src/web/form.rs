@@ -46,7 +46,7 @@ impl PageForm {
 impl<S: Send + Sync> FromRequest<S> for PageForm {
     type Rejection = PageError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let is_form = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -56,7 +56,7 @@ impl<S: Send + Sync> FromRequest<S> for PageForm {
         if !is_form {
             return Err(PageError::bad_request("This form could not be read", "Submit it from the page itself."));
         }
-        let body = read_capped(req, state, MAX_PAGE_FORM_BYTES)
+        let body = read_capped(req, MAX_PAGE_FORM_BYTES)
             .await
             .map_err(|e| PageError::bad_request("This form could not be read", e.description))?;
         Self::parse(&body)

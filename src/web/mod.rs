@@ -3,6 +3,7 @@
 pub mod account;
 pub mod apps;
 pub mod audit_log;
+pub mod body;
 pub mod clients;
 pub mod csrf;
 pub mod form;

@@ -367,6 +367,89 @@ both_backends!(bodies_beyond_the_global_limit_are_oauth_errors_too, |app: TestAp
     assert_eq!(app.count_rows("oauth_clients").await, 1);
 });
 
+/// Reads one HTTP/1.1 answer with a `Content-Length` off `tcp`: (status, body).
+async fn read_answer(tcp: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = tcp.read(&mut chunk).await.expect("the answer, not a reset");
+        assert!(n > 0, "the connection closed before an answer: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content-length");
+    while got.len() < head_end + length {
+        let n = tcp.read(&mut chunk).await.expect("the body, not a reset");
+        assert!(n > 0, "the connection closed inside the body");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    (status, String::from_utf8_lossy(&got[head_end..head_end + length]).into_owned())
+}
+
+/// A form POST to `/token` on `host`, framed by `framing` (a `content-length` or
+/// `transfer-encoding` header line).
+fn token_post_head(host: &str, framing: &str) -> String {
+    format!(
+        "POST /token HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\n{framing}\r\n\r\n"
+    )
+}
+
+/// Sends a small `/token` request on `tcp` and expects its `invalid_grant`: the connection
+/// still works.
+async fn connection_serves_on(tcp: &mut tokio::net::TcpStream, host: &str, client: &str) {
+    use tokio::io::AsyncWriteExt;
+    let form = format!("grant_type=refresh_token&client_id={client}&refresh_token=x");
+    let next = token_post_head(host, &format!("content-length: {}", form.len())) + &form;
+    tcp.write_all(next.as_bytes()).await.expect("the connection is still open");
+    let (status, body) = read_answer(tcp).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_grant");
+}
+
+both_backends!(a_refused_body_is_drained_so_its_connection_serves_on, |app: TestApp| async move {
+    use tokio::io::AsyncWriteExt;
+    // A client that sends the whole of an oversized body must read our 413, not a connection
+    // reset; and having sent it, its connection takes the next request.
+    let client = app.public_client().await;
+    let host = app.url.trim_start_matches("http://").to_owned();
+    let length = 1024 * 1024;
+
+    // An announced length is enough to refuse: the answer comes before the body is sent.
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+    tcp.write_all(token_post_head(&host, &format!("content-length: {length}")).as_bytes()).await.unwrap();
+    let (status, body) = read_answer(&mut tcp).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_request");
+    // The client sends the body anyway, as clients that do not wait for an answer do.
+    tcp.write_all(&vec![b'a'; length]).await.expect("the server takes the rest of the body");
+    connection_serves_on(&mut tcp, &host, &client).await;
+
+    // Chunked, the size is only known once past the limit: all of it is sent before reading.
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let mut request = token_post_head(&host, "transfer-encoding: chunked").into_bytes();
+    let chunk = 64 * 1024;
+    for _ in 0..length / chunk {
+        request.extend_from_slice(format!("{chunk:x}\r\n").as_bytes());
+        request.extend(std::iter::repeat_n(b'a', chunk));
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    tcp.write_all(&request).await.expect("the server takes the whole body");
+    let (status, body) = read_answer(&mut tcp).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_request");
+    connection_serves_on(&mut tcp, &host, &client).await;
+});
+
 both_backends!(refresh_token_of_another_client_is_refused_and_left_alone, |app: TestApp| async move {
     let (client_a, browser) = signed_in(&app).await;
     let client_b = app.public_client().await;

@@ -142,6 +142,6 @@ pub(crate) async fn read_json_object(req: Request) -> Result<Map<String, Value>,
     if !is_json {
         return Err(OAuthError::invalid_request("registration requests must be application/json"));
     }
-    let body = read_capped(req, &(), MAX_REGISTRATION_BYTES).await?;
+    let body = read_capped(req, MAX_REGISTRATION_BYTES).await?;
     serde_json::from_slice(&body).map_err(|e| bad_metadata(format!("the body is not a JSON object: {e}")))
 }
