@@ -157,8 +157,12 @@ async fn write_groups(pool: Pool, mut queue: mpsc::Receiver<Job>, counts: Arc<Co
     }
 }
 
+/// A group's outcomes, in its order. The outer error means nothing was committed (the group
+/// may be run again one by one); an inner one is that rotation's alone, the others stand.
+type Outcomes = StoreResult<Vec<StoreResult<RefreshOutcome>>>;
+
 /// Runs one group on the held connection (taking one first if need be).
-async fn run_group(pool: &Pool, held: &mut Option<Held>, rotations: &[&Rotation]) -> StoreResult<Vec<RefreshOutcome>> {
+async fn run_group(pool: &Pool, held: &mut Option<Held>, rotations: &[&Rotation]) -> Outcomes {
     let connection = match held {
         Some(connection) => connection,
         None => held.insert(Held::take(pool).await?),
@@ -181,7 +185,7 @@ async fn commit_group(pool: &Pool, held: &mut Option<Held>, group: Vec<Job>, cou
             counts.groups.fetch_add(1, Ordering::Relaxed);
             counts.rotations.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
             for (job, outcome) in group.into_iter().zip(outcomes) {
-                let _ = job.reply.send(Ok(outcome));
+                let _ = job.reply.send(outcome);
             }
         }
         Err(err) if group.len() == 1 => {
@@ -193,7 +197,7 @@ async fn commit_group(pool: &Pool, held: &mut Option<Held>, group: Vec<Job>, cou
             tracing::warn!(error = %err, size = group.len(), "a group of rotations failed; retrying them one by one");
             for job in group {
                 let alone = run_group(pool, held, &[&job.rotation]).await;
-                let _ = job.reply.send(alone.and_then(|mut one| one.pop().ok_or(StoreError::WriterGone)));
+                let _ = job.reply.send(alone.and_then(|mut one| one.pop().unwrap_or(Err(StoreError::WriterGone))));
             }
         }
     }
@@ -287,9 +291,9 @@ impl Statements {
 
 /// Runs `rotations` (distinct tokens) on `connection` with the effect of running them one after
 /// another; outcomes in the same order.
-async fn rotate_together(connection: &mut Held, rotations: &[&Rotation]) -> StoreResult<Vec<RefreshOutcome>> {
+async fn rotate_together(connection: &mut Held, rotations: &[&Rotation]) -> Outcomes {
     match connection {
-        Held::Sqlite(c) => rotate_in_steps(c, rotations).await,
+        Held::Sqlite(c) => Ok(rotate_in_steps(c, rotations).await?.into_iter().map(Ok).collect()),
         Held::Postgres(c) => rotate_in_one_statement(c, rotations).await,
     }
 }
@@ -415,12 +419,11 @@ struct SpentWithGrant {
 /// On PostgreSQL the group is one statement, committed on its own: half of PostgreSQL's
 /// statements under load were these groups' six (`BEGIN`, four, `COMMIT`), and each costs a
 /// round trip and the backend's per-statement work. The tokens not spent (reused, expired,
-/// unknown: rare) are explained afterwards in a transaction of their own, which is what
-/// running them after the group's rotations would do.
-async fn rotate_in_one_statement(
-    c: &mut PoolConnection<Postgres>,
-    rotations: &[&Rotation],
-) -> StoreResult<Vec<RefreshOutcome>> {
+/// unknown: rare) are explained afterwards, each in a transaction of its own, which is what
+/// running them after the group's rotations would do. Once the statement has committed, a
+/// failure there is that token's alone: the group must not be run again, or the rotations it
+/// committed would find their tokens spent and their callers lose the successors.
+async fn rotate_in_one_statement(c: &mut PoolConnection<Postgres>, rotations: &[&Rotation]) -> Outcomes {
     let (rows, sql) = Statements::for_group(rotations.len());
     let mut rotate = sqlx::query_as::<_, SpentWithGrant>(sql.rotate_pg.as_str());
     for r in rotations {
@@ -444,24 +447,22 @@ async fn rotate_in_one_statement(
     let mut spent: HashMap<String, SpentWithGrant> =
         rotate.fetch_all(&mut **c).await?.into_iter().map(|s| (s.spent_hash.clone(), s)).collect();
 
-    let mut outcomes: Vec<Option<RefreshOutcome>> = rotations
-        .iter()
-        .map(|r| {
-            spent
-                .remove(&r.token_hash)
-                .map(|s| RefreshOutcome::Rotated { grant: Box::new(s.grant), old_scope: s.spent_scope })
-        })
-        .collect();
-    if outcomes.iter().any(Option::is_none) {
-        let mut tx = c.begin().await?;
-        for (outcome, r) in outcomes.iter_mut().zip(rotations) {
-            if outcome.is_none() {
-                *outcome = Some(explain_unspent!(tx, r));
-            }
-        }
-        tx.commit().await?;
+    let mut outcomes = Vec::with_capacity(rotations.len());
+    for r in rotations {
+        outcomes.push(match spent.remove(&r.token_hash) {
+            Some(s) => Ok(RefreshOutcome::Rotated { grant: Box::new(s.grant), old_scope: s.spent_scope }),
+            None => explain_alone(c, r).await,
+        });
     }
-    Ok(outcomes.into_iter().flatten().collect())
+    Ok(outcomes)
+}
+
+/// Explains one unspent token on PostgreSQL, in its own transaction.
+async fn explain_alone(c: &mut PoolConnection<Postgres>, r: &Rotation) -> StoreResult<RefreshOutcome> {
+    let mut tx = c.begin().await?;
+    let outcome = explain_unspent!(tx, r);
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 #[cfg(test)]

@@ -354,8 +354,8 @@ both_backends!(oversized_bodies_are_413_json_never_500, |app: TestApp| async mov
 
 both_backends!(bodies_beyond_the_global_limit_are_oauth_errors_too, |app: TestApp| async move {
     let client = app.public_client().await;
-    // 1 MB is past the router-wide 256 KB cap as well as the endpoint's own 16 KB one: the
-    // answer must still be an RFC 6749 JSON error with no-store, not a bare text 413.
+    // 1 MB, far past the endpoint's 16 KB: the answer must still be an RFC 6749 JSON error
+    // with no-store, not a bare text 413, and reach a client that sends it all.
     let huge = format!("grant_type=refresh_token&client_id={client}&refresh_token={}", "a".repeat(1024 * 1024));
     token_error(raw_token(&app, Some("application/x-www-form-urlencoded"), huge).await, 413, "invalid_request").await;
     let doc = serde_json::json!({"client_name": "a".repeat(1024 * 1024), "redirect_uris": [REDIRECT]});
