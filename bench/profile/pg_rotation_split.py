@@ -4,7 +4,7 @@ CPU per rotation, and the sequential and index scans of the tables a refresh tou
 
     GATEHOUSE_BIN=... python3 bench/profile/pg_rotation_split.py
 """
-import importlib.machinery, importlib.util, os, secrets, subprocess, json, time
+import importlib.machinery, importlib.util, os, secrets, json, time
 loader = importlib.machinery.SourceFileLoader("benchrun", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "run"))
 spec = importlib.util.spec_from_loader("benchrun", loader)
 b = importlib.util.module_from_spec(spec); loader.exec_module(b)

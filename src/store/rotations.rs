@@ -4,9 +4,9 @@
 //! disk's flush rate the ceiling; on SQLite, concurrent rotations also queued on the write
 //! lock in the busy handler's millisecond sleeps. Rotations are instead handed to one writer
 //! task. It takes everything waiting, spends all the presented tokens, stores their
-//! successors and touches their grants with a fixed number of statements (on PostgreSQL one,
-//! with data-modifying CTEs; on SQLite four in a transaction), and commits once: a group of
-//! rotations costs one flush and a fixed number of statements, whatever its size. Nobody waits on purpose: a
+//! successors and touches their grants (on PostgreSQL in one statement with data-modifying
+//! CTEs; on SQLite in four, in a transaction), and commits once: a group of rotations costs
+//! one flush and a fixed number of statements, whatever its size. Nobody waits on purpose: a
 //! group is whatever queued while the previous one was being committed.
 //!
 //! The result is the same as running the group's rotations one after another: each token
@@ -434,13 +434,13 @@ struct SpentWithGrant {
 /// failure there is that token's alone: the group must not be run again, or the rotations it
 /// committed would find their tokens spent and their callers lose the successors.
 async fn rotate_in_one_statement(c: &mut PoolConnection<Postgres>, rotations: &[&Rotation]) -> Outcomes {
-    let column = |f: fn(&Rotation) -> String| rotations.iter().map(|r| f(r)).collect::<Vec<String>>();
+    let text = |f: fn(&Rotation) -> &str| rotations.iter().map(|r| f(r)).collect::<Vec<&str>>();
     let number = |f: fn(&Rotation) -> i64| rotations.iter().map(|r| f(r)).collect::<Vec<i64>>();
     let rotate = sqlx::query_as::<_, SpentWithGrant>(ROTATE_PG.as_str())
-        .bind(column(|r| r.token_hash.clone()))
-        .bind(column(|r| r.client_id.clone()))
+        .bind(text(|r| &r.token_hash))
+        .bind(text(|r| &r.client_id))
         .bind(number(|r| r.now))
-        .bind(column(|r| r.successor.token_hash.clone()))
+        .bind(text(|r| &r.successor.token_hash))
         .bind(number(|r| r.successor.created_at))
         .bind(number(|r| r.successor.expires_at));
     let mut spent: HashMap<String, SpentWithGrant> =

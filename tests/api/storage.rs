@@ -80,16 +80,22 @@ both_backends!(concurrent_refreshes_rotate_exactly_once, |app: TestApp| async mo
     assert_eq!(app.count_rows("refresh_tokens").await, 10);
 });
 
-both_backends!(rotations_presented_together_are_answered_as_if_one_after_another, |app: TestApp| async move {
+/// Alice, a member of `default`, connected to `n` public clients: (client_id, refresh token) each.
+async fn alices_apps(app: &TestApp, n: usize) -> Vec<(String, String)> {
     app.member("alice@example.com", "default").await;
-    // Twelve connected apps, each with a live refresh token.
     let mut apps = Vec::new();
-    for _ in 0..12 {
+    for _ in 0..n {
         let client = app.public_client().await;
         let code = app.code_for("alice@example.com", &client).await;
         let body: Value = app.exchange(&client, &code).await.json().await.unwrap();
         apps.push((client, body["refresh_token"].as_str().unwrap().to_owned()));
     }
+    apps
+}
+
+both_backends!(rotations_presented_together_are_answered_as_if_one_after_another, |app: TestApp| async move {
+    // Twelve connected apps, each with a live refresh token.
+    let mut apps = alices_apps(&app, 12).await;
     let form = |(client, token): &(String, String)| {
         vec![
             ("grant_type".to_owned(), "refresh_token".to_owned()),
@@ -162,14 +168,7 @@ both_backends!(rotations_presented_together_are_answered_as_if_one_after_another
 });
 
 both_backends!(a_failure_explaining_one_token_costs_its_group_nothing, |app: TestApp| async move {
-    app.member("alice@example.com", "default").await;
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        let client = app.public_client().await;
-        let code = app.code_for("alice@example.com", &client).await;
-        let body: Value = app.exchange(&client, &code).await.json().await.unwrap();
-        apps.push((client, body["refresh_token"].as_str().unwrap().to_owned()));
-    }
+    let apps = alices_apps(&app, 3).await;
     let refresh = |client: &str, token: &str| {
         let form = [("grant_type", "refresh_token"), ("client_id", client), ("refresh_token", token)];
         app.http.post(format!("{}/token", app.url)).form(&form).send()
